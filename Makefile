@@ -1,0 +1,34 @@
+# SynthRead: `make demo` serves a ready demo; `make test` runs every test. Each target sets up
+# .venv from requirements.txt when it is missing or older than the requirements.
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+# The tests run against the real services (PostgreSQL, Redis); override on the command line.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
+
+.PHONY: demo test bench lint install clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): requirements.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -r requirements.txt
+	touch $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(PYTHON) manage.py demo
+
+test: $(INSTALLED)
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PYTHON) -m pytest
+
+bench: $(INSTALLED)
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PYTHON) benchmarks/run.py
+
+lint: $(INSTALLED)
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+clean:
+	rm -rf var

@@ -1,0 +1,1 @@
+"""Models of the generator app (volumes, training jobs, bank images) arrive with their issues."""

@@ -1,0 +1,104 @@
+"""Set up the demo on the embedded default and serve it: `make demo` runs this."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from readerstudy.accounts import account_ensure
+from readerstudy.roles import Role
+
+DEMO_ACCOUNTS = (
+    ("demo-admin", "synthread-admin", Role.ADMIN),
+    ("demo-researcher", "synthread-researcher", Role.RESEARCHER),
+    ("demo-reader", "synthread-reader", Role.READER),
+)
+
+
+class Command(BaseCommand):
+    help = "Migrate, create the demo accounts, then start a worker and the web server (Ctrl-C stops both)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--no-serve", action="store_true", help="set up only; start nothing")
+        parser.add_argument("--bind", default="127.0.0.1:8000", help="address for the web server")
+        parser.add_argument("--ready-timeout", type=float, default=180, help="seconds to wait for a healthy start")
+
+    def handle(self, *args, no_serve: bool, bind: str, ready_timeout: float, **options) -> None:
+        Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        for username, password, role in DEMO_ACCOUNTS:
+            account_ensure(username=username, password=password, role=role)
+        if no_serve:
+            self._print_logins(url=None)
+            return
+        self._serve(bind=bind, ready_timeout=ready_timeout)
+
+    def _print_logins(self, url: str | None) -> None:
+        if url:
+            self.stdout.write(self.style.SUCCESS(f"\nSynthRead demo is ready: {url}"))
+        self.stdout.write("Demo logins (username / password / role):")
+        for username, password, role in DEMO_ACCOUNTS:
+            self.stdout.write(f"  {username:<18} {password:<22} {role.value}")
+        if url:
+            self.stdout.write("Press Ctrl-C to stop the server and the worker.\n")
+
+    def _serve(self, *, bind: str, ready_timeout: float) -> None:
+        root = Path(settings.BASE_DIR)
+        log_dir = Path(settings.VAR_DIR) / "log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHON": sys.executable, "WEB_BIND": bind}
+        worker_log = log_dir / "worker.log"
+        self.stdout.write(f"Starting a Celery worker (log: {worker_log}) and the web server on {bind} ...")
+        worker = subprocess.Popen(
+            [str(root / "bin" / "worker"), "all", "--loglevel", "INFO", "--logfile", str(worker_log)],
+            env=env, start_new_session=True,
+        )
+        web = subprocess.Popen([str(root / "bin" / "web")], env=env, start_new_session=True)
+        processes = {"worker": worker, "web server": web}
+        try:
+            self._wait_until_healthy(f"http://{bind}/healthz", processes, ready_timeout)
+            self._print_logins(url=f"http://{bind}/")
+            while True:
+                for name, process in processes.items():
+                    if process.poll() is not None:
+                        raise CommandError(f"The {name} stopped (exit code {process.returncode}); see the output above.")
+                time.sleep(1)
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping ...")
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+            for process in processes.values():
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+
+    def _wait_until_healthy(self, url: str, processes: dict, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    raise CommandError(f"The {name} failed to start (exit code {process.returncode}).")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    report = json.load(response)
+                if report.get("ok"):
+                    return
+            except urllib.error.HTTPError as error:
+                last = error.read().decode(errors="replace")
+            except (urllib.error.URLError, OSError) as error:
+                last = str(error)
+            time.sleep(1)
+        raise CommandError(f"The demo did not become healthy within {timeout:.0f} s: {last}")

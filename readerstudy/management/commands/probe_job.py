@@ -1,0 +1,41 @@
+"""Queue a probe job (a diagnostic that exercises queue, lease, progress) and optionally wait."""
+
+import sys
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from readerstudy.models import ProbeJob
+from readerstudy.probes import probe_job_create
+
+
+class Command(BaseCommand):
+    help = "Check a worker set-up: queue a probe job on a queue; with --wait, follow it to its end."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--queue", choices=[q.value for q in ProbeJob.Queue], default=ProbeJob.Queue.DEFAULT)
+        parser.add_argument("--steps", type=int, default=10)
+        parser.add_argument("--step-seconds", type=float, default=0.5)
+        parser.add_argument("--wait", action="store_true", help="show progress until the job ends")
+        parser.add_argument("--timeout", type=float, default=600, help="seconds to wait at most (with --wait)")
+
+    def handle(self, *args, queue: str, steps: int, step_seconds: float, wait: bool, timeout: float, **options) -> None:
+        try:
+            job = probe_job_create(queue=queue, steps=steps, step_seconds=step_seconds)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"Queued probe job {job.pk} on queue '{queue}'.")
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        with tqdm(total=steps, desc=f"probe job {job.pk}", unit="step", file=sys.stderr) as bar:
+            while not job.is_finished:
+                if time.monotonic() > deadline:
+                    raise CommandError(f"Probe job {job.pk} did not finish within {timeout:.0f} s (state: {job.state}). Is a worker consuming '{queue}'?")
+                time.sleep(0.25)
+                job.refresh_from_db()
+                bar.update(int(job.progress.get("step", 0)) - bar.n)
+        if job.state != "succeeded":
+            raise CommandError(f"Probe job {job.pk} ended {job.state}: {job.error}")
+        self.stdout.write(self.style.SUCCESS(f"Probe job {job.pk} succeeded after {job.attempts} attempt(s)."))

@@ -1,0 +1,216 @@
+"""SynthRead settings: every value comes from the environment, with safe local defaults.
+
+With nothing set, SynthRead runs on the embedded default: SQLite, media on local disk and a
+Celery broker on the file system, all under ``var/``. Production (and ``make test``) sets
+``DATABASE_URL`` and ``CELERY_BROKER_URL`` to PostgreSQL and Redis.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+VAR_DIR = Path(env("SYNTHREAD_VAR_DIR", default=str(BASE_DIR / "var")))
+
+INSECURE_DEVELOPMENT_KEY = "INSECURE-development-key-set-DJANGO_SECRET_KEY-in-production"
+SECRET_KEY = env("DJANGO_SECRET_KEY", default=INSECURE_DEVELOPMENT_KEY)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_results",
+    "readerstudy",
+    "generator",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "readerstudy.urls"
+WSGI_APPLICATION = "readerstudy.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "readerstudy.roles.role_context",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'synthread.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # The web process and the worker write to one file: wait for the lock instead of failing,
+        # and take it at BEGIN so a read-then-write (claiming a job) cannot interleave.
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth ---------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "landing"
+
+# Behind HTTPS (production), cookies travel only over TLS; off by default so the local demo works.
+HTTPS = env.bool("DJANGO_HTTPS", default=False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_HTTPONLY = True
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=3600)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Files ----------------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+
+# Volumes, checkpoints and bank images go through Django's storage API only, so an S3/MinIO
+# bucket replaces local disk by setting STORAGE_BACKEND=storages.backends.s3.S3Storage and the
+# AWS_* variables below; no code changes.
+STORAGES = {
+    "default": {"BACKEND": env("STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default=None)
+AWS_S3_ENDPOINT_URL = env("AWS_S3_ENDPOINT_URL", default=None)
+AWS_S3_REGION_NAME = env("AWS_S3_REGION_NAME", default=None)
+AWS_ACCESS_KEY_ID = env("AWS_ACCESS_KEY_ID", default=None)
+AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY", default=None)
+AWS_DEFAULT_ACL = None
+AWS_QUERYSTRING_AUTH = True
+
+# --- Celery --------------------------------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")
+FILESYSTEM_BROKER_DIR = VAR_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport: producer and consumer share one folder of message files.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(FILESYSTEM_BROKER_DIR / "queue"),
+        "data_folder_out": str(FILESYSTEM_BROKER_DIR / "queue"),
+        "control_folder": str(FILESYSTEM_BROKER_DIR / "control"),
+        "processed_folder": str(FILESYSTEM_BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Redis hands an unacknowledged message to another worker after this long. Training runs
+    # for hours, so a short timeout would start duplicate deliveries; dead workers are handled
+    # by the job lease instead (readerstudy/jobs.py), which does not wait for this.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=12 * 3600)}
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_TASK_TRACK_STARTED = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Routes by task name: GPU work (training, bank filling) goes to the `gpu` queue, whose worker
+# runs one task at a time; everything else to `default`.
+CELERY_TASK_ROUTES = {
+    "generator.tasks.training_*": {"queue": "gpu"},
+    "generator.tasks.bank_fill_*": {"queue": "gpu"},
+}
+# A message is acknowledged only after its task finished, so a crash never silently drops one;
+# tasks are idempotent (job rows, leases), so running a redelivered message again is safe.
+CELERY_TASK_ACKS_LATE = True
+# One message at a time per worker process: a long training task must not sit on messages that
+# another, idle worker could run.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# With late acks, a task interrupted by a lost broker connection is redelivered anyway; cancel
+# it rather than let it finish twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Job leases (readerstudy/jobs.py) --------------------------------------------------------
+# A running job's heartbeat, every JOB_LEASE_HEARTBEAT_S, renews its lease, writes its progress
+# and reads cancel requests (so progress reaches the page within seconds). A lease not renewed
+# for JOB_LEASE_TTL_S means its worker died: the job is re-queued by the next worker to start
+# and by the periodic check every JOB_LEASE_CHECK_S, so a dead worker costs about a minute.
+JOB_LEASE_TTL_S = env.float("JOB_LEASE_TTL_S", default=60.0)
+JOB_LEASE_HEARTBEAT_S = env.float("JOB_LEASE_HEARTBEAT_S", default=3.0)
+JOB_LEASE_CHECK_S = env.float("JOB_LEASE_CHECK_S", default=30.0)
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=5)
+# Each worker writes a heartbeat row this often; /healthz counts a worker alive for three beats.
+WORKER_HEARTBEAT_S = env.float("WORKER_HEARTBEAT_S", default=10.0)
+
+CELERY_BEAT_SCHEDULE = {
+    "requeue-jobs-with-lapsed-leases": {
+        "task": "readerstudy.tasks.jobs_requeue_lapsed",
+        "schedule": JOB_LEASE_CHECK_S,
+    },
+}
+
+# --- API -------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SynthRead API",
+    "DESCRIPTION": "Blinded real-or-synthetic reader studies of GAN-made brain MR images.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI's files ship with the app (no CDN): the platform must work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
