@@ -12,13 +12,16 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-def ensure_filesystem_broker_folders() -> None:
-    """kombu's filesystem transport fails on folders that do not exist yet; create them."""
-    options = app.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
-        if key in options:
-            Path(options[key]).mkdir(parents=True, exist_ok=True)
+def ensure_local_folders() -> None:
+    """Create the folders Celery writes to but will not create: kombu's filesystem transport
+    fails on missing folders, and beat on a missing folder for its schedule file."""
+    folders = [Path(app.conf.beat_schedule_filename).parent]
+    if str(app.conf.broker_url or "").startswith("filesystem://"):
+        options = app.conf.broker_transport_options or {}
+        keys = ("data_folder_in", "data_folder_out", "control_folder", "processed_folder")
+        folders += [Path(options[key]) for key in keys if key in options]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
 
 
-if str(app.conf.broker_url or "").startswith("filesystem://"):
-    ensure_filesystem_broker_folders()
+ensure_local_folders()

@@ -52,7 +52,7 @@ def test_embedded_default_runs_a_job_through_a_filesystem_broker(embedded_env, s
     assert health["broker"]["transport"] == "filesystem"
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=5) as response:
         page = response.read().decode()
-    assert "Log in" in page and "synthread.css" in page
+    assert "Log in" in page and "/static/css/synthread." in page  # served by whitenoise
 
 
 def test_probe_job_command_fails_clearly_on_bad_input(embedded_env):

@@ -86,6 +86,7 @@ def test_a_killed_workers_job_is_requeued_by_the_periodic_check(start_worker, st
     start_worker("gpu")  # starts while the lease still lives: its start-up check leaves the job
     job.refresh_from_db()
     assert job.state == JobState.RUNNING and job.attempts == 1
+    start_worker("cpu")  # as in docker-compose: beat's check runs on the default queue
     start_process([REPO / "bin" / "beat", "--loglevel", "INFO"], env=service_env, name="beat")
     wait_for(lambda: finished(job), timeout=60, what="beat to re-queue the job and the worker to finish it")
     _assert_resumed_once(job, dead_owner)
