@@ -11,7 +11,7 @@ from .workers import workers_alive
 def progress_bar(job) -> str:
     step, total = job.progress.get("step", 0), job.progress.get("total") or 0
     if not total:
-        return "–"
+        return "-"
     return format_html('<progress value="{}" max="{}"></progress> {}/{}', step, total, step, total)
 
 
@@ -20,8 +20,19 @@ class ProbeJobAdmin(admin.ModelAdmin):
     list_display = ("pk", "queue", "state", "progress_display", "attempts", "lease_owner", "created_at")
     list_filter = ("state", "queue")
     readonly_fields = (
-        "state", "created_at", "queued_at", "started_at", "finished_at", "heartbeat_at", "lease_owner",
-        "lease_expires_at", "attempts", "cancel_requested", "progress", "error", "log",
+        "state",
+        "created_at",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "lease_owner",
+        "lease_expires_at",
+        "attempts",
+        "cancel_requested",
+        "progress",
+        "error",
+        "log",
     )
     actions = ["cancel_jobs", "run_again"]
 

@@ -19,4 +19,6 @@ class MeView(APIView):
 
     @extend_schema(responses=MeSerializer)
     def get(self, request: Request) -> Response:
-        return Response(MeSerializer({"username": request.user.get_username(), "role": user_role(request.user).value}).data)
+        return Response(
+            MeSerializer({"username": request.user.get_username(), "role": user_role(request.user).value}).data
+        )

@@ -53,3 +53,6 @@ class ProbeTick(models.Model):
 
     class Meta:
         ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}:{self.step} by {self.owner}"

@@ -4,8 +4,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from functools import wraps
 
-from django.contrib.auth.views import redirect_to_login
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect

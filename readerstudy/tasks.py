@@ -2,7 +2,8 @@
 
 from celery import shared_task
 
-from .jobs import job_run, jobs_requeue_lapsed as requeue_lapsed
+from .jobs import job_run
+from .jobs import jobs_requeue_lapsed as requeue_lapsed
 from .models import ProbeJob
 from .probes import probe_job_work
 

@@ -55,9 +55,13 @@ class Process:
 
     def __init__(self, argv: list[str], *, env: dict, log_path: Path) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in kill())
         self.popen = subprocess.Popen(
-            [str(a) for a in argv], env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+            [str(a) for a in argv],
+            env=env,
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.pid = self.popen.pid
@@ -123,7 +127,9 @@ def start_worker(start_process, service_env):
     """Start `bin/worker KIND` (the command docker-compose runs) and wait until it beats."""
 
     def start(kind: str = "gpu") -> Process:
-        worker = start_process([REPO / "bin" / "worker", kind, "--loglevel", "INFO"], env=service_env, name=f"worker-{kind}")
+        worker = start_process(
+            [REPO / "bin" / "worker", kind, "--loglevel", "INFO"], env=service_env, name=f"worker-{kind}"
+        )
 
         def beating() -> bool:
             if worker.popen.poll() is not None:

@@ -16,22 +16,42 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture
 def embedded_env(tmp_path) -> dict:
-    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT"}}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT"}
+    }
     env.update(PYTHON=sys.executable, SYNTHREAD_VAR_DIR=str(tmp_path / "var"), WORKER_HEARTBEAT_S="1")
     return env
 
 
 def manage(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_embedded_default_runs_a_job_through_a_filesystem_broker(embedded_env, start_process, tmp_path):
     migrated = manage("migrate", "--noinput", env=embedded_env)
     assert migrated.returncode == 0, migrated.stderr
     assert (tmp_path / "var" / "synthread.sqlite3").exists()
-    worker = start_process([REPO / "bin" / "worker", "all", "--loglevel", "INFO"], env=embedded_env, name="embedded-worker")
-    probe = manage("probe_job", "--queue", "gpu", "--steps", "3", "--step-seconds", "0.05", "--wait", "--timeout", "90",
-                   env=embedded_env, timeout=150)
+    worker = start_process(
+        [REPO / "bin" / "worker", "all", "--loglevel", "INFO"], env=embedded_env, name="embedded-worker"
+    )
+    probe = manage(
+        "probe_job",
+        "--queue",
+        "gpu",
+        "--steps",
+        "3",
+        "--step-seconds",
+        "0.05",
+        "--wait",
+        "--timeout",
+        "90",
+        env=embedded_env,
+        timeout=150,
+    )
     assert probe.returncode == 0, probe.stderr + worker.log_tail()
     assert "succeeded after 1 attempt(s)" in probe.stdout
     assert any((tmp_path / "var" / "broker").iterdir())  # the messages went through the folder broker

@@ -25,10 +25,10 @@ def test_healthz_reports_no_worker_when_none_runs(client):
 @pytest.mark.services
 def test_healthz_sees_a_live_worker_then_its_death(client, start_worker):
     worker = start_worker("cpu")
-    status, report = wait_for(lambda: (r := healthz(client))[0] == 200 and r, timeout=30, what="a healthy report")
+    _, report = wait_for(lambda: (r := healthz(client))[0] == 200 and r, timeout=30, what="a healthy report")
     assert report["ok"] and report["workers"]["alive"][0]["queues"] == ["default"]
     worker.kill(signal.SIGKILL)
-    status, report = wait_for(lambda: (r := healthz(client))[0] == 503 and r, timeout=15, what="the dead worker to show")
+    _, report = wait_for(lambda: (r := healthz(client))[0] == 503 and r, timeout=15, what="the dead worker to show")
     assert report["workers"]["ok"] is False
     assert report["database"]["ok"] and report["broker"]["ok"]
 

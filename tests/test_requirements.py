@@ -12,7 +12,9 @@ def pins(name: str) -> list[str]:
 
 def test_gpu_requirements_are_the_cpu_ones_with_cuda_tensorflow():
     cpu, gpu = pins("requirements.txt"), pins("requirements-gpu.txt")
-    assert [line for line in cpu if not line.startswith("tensorflow")] == [line for line in gpu if not line.startswith("tensorflow")]
+    assert [line for line in cpu if not line.startswith("tensorflow")] == [
+        line for line in gpu if not line.startswith("tensorflow")
+    ]
     cpu_tf = next(line for line in cpu if line.startswith("tensorflow"))
     gpu_tf = next(line for line in gpu if line.startswith("tensorflow"))
     assert cpu_tf.startswith("tensorflow-cpu==")

@@ -50,7 +50,9 @@ def _kill_mid_job(start_worker) -> tuple[ProbeJob, str]:
     first = start_worker("gpu")
     job = probe_job_create(queue="gpu", steps=40, step_seconds=0.1)
     wait_for(lambda: job.ticks.count() >= 10, timeout=60, what="the job to be under way")
-    wait_for(lambda: ProbeJob.objects.get(pk=job.pk).progress.get("step", 0) >= 5, timeout=10, what="progress on the row")
+    wait_for(
+        lambda: ProbeJob.objects.get(pk=job.pk).progress.get("step", 0) >= 5, timeout=10, what="progress on the row"
+    )
     first.kill(signal.SIGKILL)
     job.refresh_from_db()
     assert job.state == JobState.RUNNING  # nobody said it ended: only the lease can tell

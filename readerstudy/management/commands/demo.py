@@ -60,7 +60,8 @@ class Command(BaseCommand):
         self.stdout.write(f"Starting a Celery worker (log: {worker_log}) and the web server on {bind} ...")
         worker = subprocess.Popen(
             [str(root / "bin" / "worker"), "all", "--loglevel", "INFO", "--logfile", str(worker_log)],
-            env=env, start_new_session=True,
+            env=env,
+            start_new_session=True,
         )
         web = subprocess.Popen([str(root / "bin" / "web")], env=env, start_new_session=True)
         processes = {"worker": worker, "web server": web}
@@ -70,7 +71,9 @@ class Command(BaseCommand):
             while True:
                 for name, process in processes.items():
                     if process.poll() is not None:
-                        raise CommandError(f"The {name} stopped (exit code {process.returncode}); see the output above.")
+                        raise CommandError(
+                            f"The {name} stopped (exit code {process.returncode}); see the output above."
+                        )
                 time.sleep(1)
         except KeyboardInterrupt:
             self.stdout.write("\nStopping ...")

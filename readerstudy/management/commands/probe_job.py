@@ -32,7 +32,10 @@ class Command(BaseCommand):
         with tqdm(total=steps, desc=f"probe job {job.pk}", unit="step", file=sys.stderr) as bar:
             while not job.is_finished:
                 if time.monotonic() > deadline:
-                    raise CommandError(f"Probe job {job.pk} did not finish within {timeout:.0f} s (state: {job.state}). Is a worker consuming '{queue}'?")
+                    raise CommandError(
+                        f"Probe job {job.pk} did not finish within {timeout:.0f} s (state: {job.state}). "
+                        f"Is a worker consuming the '{queue}' queue?"
+                    )
                 time.sleep(0.25)
                 job.refresh_from_db()
                 bar.update(int(job.progress.get("step", 0)) - bar.n)
