@@ -1,1 +1,18 @@
-"""Celery tasks of the generator app; GPU tasks are routed by name (training_*, bank_fill_*)."""
+"""Celery tasks of the generator app: thin wrappers over services, keyword-only primary keys.
+
+GPU tasks are routed to the `gpu` queue by name (training_*, bank_fill_*); alignment runs on
+`default`.
+"""
+
+from celery import shared_task
+
+from readerstudy.jobs import job_run
+
+from .models import AlignmentJob
+from .volumes import alignment_job_work
+
+
+@shared_task(name="generator.tasks.alignment_run")
+def alignment_run(*, job_id: int) -> str | None:
+    final = job_run(model=AlignmentJob, job_id=job_id, work=alignment_job_work)
+    return final.value if final else None

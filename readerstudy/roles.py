@@ -42,13 +42,14 @@ def user_role(user: AbstractBaseUser | AnonymousUser) -> Role:
 
 
 def user_set_role(*, user: AbstractBaseUser, role: Role) -> None:
-    """Put a user in exactly one role's group; admins are also made staff (they use the admin)."""
+    """Put a user in exactly one role's group. Admins run the platform from Django's admin, so
+    they are staff with every permission (superusers); nobody else is."""
     user.groups.remove(*Group.objects.filter(name__in=[r.value for r in Role]))
     if role is not Role.NONE:
         group, _ = Group.objects.get_or_create(name=role.value)
         user.groups.add(group)
-    user.is_staff = role is Role.ADMIN
-    user.save(update_fields=["is_staff"])
+    user.is_staff = user.is_superuser = role is Role.ADMIN
+    user.save(update_fields=["is_staff", "is_superuser"])
 
 
 def role_required(*roles: Role) -> Callable:

@@ -128,6 +128,9 @@ AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY", default=None)
 AWS_DEFAULT_ACL = None
 AWS_QUERYSTRING_AUTH = True
 
+# Largest volume upload accepted (a single file, a DICOM folder or a zip of one), in bytes.
+VOLUME_MAX_UPLOAD_BYTES = env.int("VOLUME_MAX_UPLOAD_BYTES", default=1024**3)
+
 # --- Celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")
 FILESYSTEM_BROKER_DIR = VAR_DIR / "broker"

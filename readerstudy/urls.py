@@ -6,10 +6,13 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from generator import urls as generator_urls
+
 from . import api, views
 
 api_v1 = [
     path("me/", api.MeView.as_view(), name="api-me"),
+    *generator_urls.api_urlpatterns,
 ]
 
 urlpatterns = [
@@ -28,6 +31,7 @@ urlpatterns = [
     # One login page for everybody, the admin included.
     path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
     path("admin/", admin.site.urls),
+    path("generator/", include(generator_urls.urlpatterns)),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

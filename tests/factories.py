@@ -30,3 +30,32 @@ class ProbeJobFactory(factory.django.DjangoModelFactory):
 
     steps = 5
     step_seconds = 0.0
+
+
+# --- Volume files ---------------------------------------------------------------------------
+
+
+def write_nifti(path, data, voxel_size_mm=(1.0, 1.0, 1.0)):
+    """Write a NIfTI file with an axis-aligned RAS affine; returns the path."""
+    import nibabel as nib
+    import numpy as np
+
+    affine = np.diag([*voxel_size_mm, 1.0])
+    shape = [*data.shape, 1, 1][:3]
+    affine[:3, 3] = -np.asarray(shape) * np.asarray(voxel_size_mm) / 2
+    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine), str(path))
+    return path
+
+
+def write_template_nifti(path, *, shift_mm=(0.0, 0.0, 0.0), resolution_mm: int = 2):
+    """The MNI152 template from the nilearn wheel, moved by a known shift: a volume whose
+    alignment is known."""
+    import nibabel as nib
+    import numpy as np
+    from nilearn.datasets import load_mni152_template
+
+    template = load_mni152_template(resolution=resolution_mm)
+    affine = template.affine.copy()
+    affine[:3, 3] += np.asarray(shift_mm)
+    nib.save(nib.Nifti1Image(np.asarray(template.dataobj, dtype=np.float32), affine), str(path))
+    return path

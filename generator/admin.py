@@ -1,0 +1,175 @@
+"""Admin pages of the generator app: datasets, volumes (upload, preview, correction), jobs."""
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from readerstudy.admin import progress_bar
+
+from .forms import VolumeUploadForm
+from .ingest import dataset_get_or_create, uploads_ingest
+from .models import AlignmentJob, Dataset, Volume, VolumeCorrection
+from .volumes import CORRECTION_FIELDS, alignment_job_create, volume_correct
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ("name", "fov_mm", "volume_count", "ready_count", "created_at")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                volume_total=Count("volumes"),
+                ready_total=Count("volumes", filter=Q(volumes__status=Volume.Status.READY)),
+            )
+        )
+
+    @admin.display(description="volumes", ordering="volume_total")
+    def volume_count(self, dataset: Dataset) -> int:
+        return dataset.volume_total
+
+    @admin.display(description="aligned", ordering="ready_total")
+    def ready_count(self, dataset: Dataset) -> int:
+        return dataset.ready_total
+
+
+class VolumeCorrectionInline(admin.TabularInline):
+    model = VolumeCorrection
+    extra = 0
+    can_delete = False
+    readonly_fields = ("at", "user", "before", "after")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Volume)
+class VolumeAdmin(admin.ModelAdmin):
+    change_list_template = "admin/generator/volume/change_list.html"
+    list_display = ("__str__", "thumbnail", "status", "shape_text", "voxels_text", "source_name", "created_at")
+    list_filter = ("dataset", "status")
+    search_fields = ("subject_label", "source_name")
+    readonly_fields = (
+        "dataset",
+        "subject_label",
+        "source_name",
+        "source_format",
+        "checksum",
+        "shape",
+        "voxel_size_mm",
+        "status",
+        "error",
+        "alignment_summary",
+        "preview_image",
+        "created_at",
+    )
+    fields = (
+        "dataset",
+        "subject_label",
+        "status",
+        "error",
+        "preview_image",
+        "alignment_summary",
+        *CORRECTION_FIELDS,
+        "shape",
+        "voxel_size_mm",
+        "source_name",
+        "source_format",
+        "checksum",
+        "created_at",
+    )
+    inlines = [VolumeCorrectionInline]
+    actions = ["realign"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # volumes come in through "Upload volumes", which checks and de-identifies them
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a volume is evidence once its slices trained a generator
+
+    def get_urls(self):
+        upload = path("upload/", self.admin_site.admin_view(self.upload_view), name="generator_volume_upload")
+        return [upload, *super().get_urls()]
+
+    @admin.display(description="preview")
+    def thumbnail(self, volume: Volume) -> str:
+        if not volume.preview:
+            return "-"
+        return format_html('<img src="{}" style="height:48px">', reverse("volume-preview", args=[volume.pk]))
+
+    @admin.display(description="preview (axial centre section; mid-sagittal with the level marked)")
+    def preview_image(self, volume: Volume) -> str:
+        if not volume.preview:
+            return "not aligned yet"
+        return format_html('<img src="{}" style="max-width:100%">', reverse("volume-preview", args=[volume.pk]))
+
+    @admin.display(description="automatic alignment")
+    def alignment_summary(self, volume: Volume) -> str:
+        if not volume.alignment:
+            return "-"
+        rotation = ", ".join(f"{a:+.1f}°" for a in volume.alignment.get("rotation_deg", []))
+        translation = ", ".join(f"{t:+.1f}" for t in volume.alignment.get("translation_mm", []))
+        seconds = volume.alignment.get("seconds", 0)
+        return f"rotation {rotation}; translation {translation} mm; {seconds:.1f} s"
+
+    @admin.display(description="matrix")
+    def shape_text(self, volume: Volume) -> str:
+        return "×".join(str(n) for n in volume.shape)
+
+    @admin.display(description="voxel mm")
+    def voxels_text(self, volume: Volume) -> str:
+        return "×".join(f"{v:g}" for v in volume.voxel_size_mm)
+
+    def save_model(self, request, obj: Volume, form, change) -> None:
+        # Corrections go through the service, which records who changed what and redraws the preview.
+        changed = {name: form.cleaned_data[name] for name in CORRECTION_FIELDS if name in form.changed_data}
+        if changed:
+            volume_correct(volume=obj, user=request.user, **changed)
+            self.message_user(request, f"Correction recorded for {obj}; preview redrawn.", messages.SUCCESS)
+
+    @admin.action(description="Align again")
+    def realign(self, request, queryset) -> None:
+        for volume in queryset:
+            alignment_job_create(volume=volume)
+        self.message_user(request, f"Queued alignment of {queryset.count()} volume(s).")
+
+    def upload_view(self, request):
+        form = VolumeUploadForm(request.POST or None, request.FILES or None)
+        results = []
+        if request.method == "POST" and form.is_valid():
+            dataset = dataset_get_or_create(
+                name=form.cleaned_data["dataset_name"], fov_mm=form.cleaned_data["fov_mm"] or None
+            )
+            results = uploads_ingest(dataset=dataset, uploads=form.cleaned_data["files"])
+            stored = sum(r.outcome == "stored" for r in results)
+            if stored and all(r.ok for r in results):
+                self.message_user(
+                    request, f"Stored {stored} volume(s) in {dataset}; alignment queued.", messages.SUCCESS
+                )
+                return redirect(reverse("admin:generator_volume_changelist") + f"?dataset__id__exact={dataset.pk}")
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "results": results,
+            "title": "Upload volumes",
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/generator/volume/upload.html", context)
+
+
+@admin.register(AlignmentJob)
+class AlignmentJobAdmin(admin.ModelAdmin):
+    list_display = ("pk", "volume", "state", "progress_display", "attempts", "created_at", "error")
+    list_filter = ("state",)
+    readonly_fields = [field.name for field in AlignmentJob._meta.fields]
+
+    @admin.display(description="progress")
+    def progress_display(self, job: AlignmentJob) -> str:
+        return progress_bar(job)
+
+    def has_add_permission(self, request) -> bool:
+        return False

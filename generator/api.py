@@ -1,0 +1,50 @@
+"""REST API of the generator app: datasets and their volumes (admins only)."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from readerstudy.roles import HasRole
+
+from .ingest import uploads_ingest
+from .models import Dataset, Volume
+from .serializers import DatasetSerializer, IngestResultSerializer, VolumeSerializer, VolumeUploadSerializer
+
+
+class IsAdmin(HasRole):
+    roles = ()
+
+
+class DatasetViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = Dataset.objects.order_by("name")
+    serializer_class = DatasetSerializer
+    permission_classes = [IsAdmin]
+
+    @extend_schema(request=VolumeUploadSerializer, responses=IngestResultSerializer(many=True))
+    @action(detail=True, methods=["post"], parser_classes=[MultiPartParser], url_path="volumes")
+    def upload_volumes(self, request: Request, pk: str | None = None) -> Response:
+        """Upload NIfTI files or zips of DICOM series; each file's outcome is reported, and a bad
+        file never costs the others."""
+        upload = VolumeUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        results = uploads_ingest(
+            dataset=self.get_object(), uploads=upload.validated_data["files"], align=upload.validated_data["align"]
+        )
+        status = 201 if any(r.outcome == "stored" for r in results) else 200
+        if results and not any(r.ok for r in results):
+            status = 400
+        return Response(IngestResultSerializer(results, many=True).data, status=status)
+
+
+class VolumeViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Volume.objects.select_related("dataset").order_by("dataset__name", "subject_label")
+    serializer_class = VolumeSerializer
+    permission_classes = [IsAdmin]
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        dataset = self.request.query_params.get("dataset")
+        return queryset.filter(dataset__name=dataset) if dataset else queryset

@@ -1,0 +1,152 @@
+"""Ingest uploaded files as de-identified volumes: every bad file is reported, none of the
+good ones in the same batch is lost, and the same file twice is recognised."""
+
+import gzip
+import logging
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+
+from generator.ml.volumes import LoadedVolume, VolumeError, file_checksum, load_volume
+
+from .models import Dataset, Volume
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    """What became of one uploaded file."""
+
+    name: str
+    outcome: str  # "stored", "duplicate" or "error"
+    message: str
+    volume: Volume | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome != "error"
+
+
+def dataset_get_or_create(*, name: str, fov_mm: float | None = None) -> Dataset:
+    if not re.fullmatch(r"[-a-zA-Z0-9_]+", name or ""):
+        raise ValueError(f"Dataset name {name!r}: use letters, digits, '-' and '_' only.")
+    dataset, created = Dataset.objects.get_or_create(name=name, defaults={"fov_mm": fov_mm or 180.0})
+    if not created and fov_mm is not None and dataset.fov_mm != fov_mm:
+        raise ValueError(f"Dataset {name} already uses a field of view of {dataset.fov_mm:g} mm, not {fov_mm:g}.")
+    return dataset
+
+
+def nifti_gz_bytes(loaded: LoadedVolume) -> bytes:
+    """The volume as a fresh NIfTI: pixel data and geometry only, no header text carried over."""
+    image = nib.Nifti1Image(loaded.data.astype("float32"), loaded.affine)
+    image.header["descrip"] = b""
+    return gzip.compress(image.to_bytes(), compresslevel=6)
+
+
+def _next_subject_label(dataset: Dataset) -> str:
+    numbers = [
+        int(m.group(1))
+        for label in dataset.volumes.values_list("subject_label", flat=True)
+        if (m := re.fullmatch(r"sub-(\d+)", label))
+    ]
+    return f"sub-{max(numbers, default=0) + 1:03d}"
+
+
+def volume_ingest_one(
+    *, dataset: Dataset, path: Path, source_name: str, subject_label: str | None = None, max_bytes: int | None = None
+) -> IngestResult:
+    """Check, convert and store one file (or DICOM folder, or zip of one series)."""
+    try:
+        checksum = file_checksum(path)
+        existing = Volume.objects.filter(checksum=checksum).select_related("dataset").first()
+        if existing is not None:
+            return IngestResult(source_name, "duplicate", f"The same file is already stored as {existing}.", existing)
+        loaded = load_volume(path, max_bytes=max_bytes or settings.VOLUME_MAX_UPLOAD_BYTES)
+    except VolumeError as error:
+        return IngestResult(source_name, "error", str(error))
+    except Exception as error:  # a reader library's surprise must not cost the rest of the batch
+        logger.exception("Unexpected failure reading %s", source_name)
+        return IngestResult(source_name, "error", f"Could not read this file: {type(error).__name__}: {error}")
+
+    content = nifti_gz_bytes(loaded)
+    for _ in range(5):  # another upload may take the same generated label at the same moment
+        label = subject_label or _next_subject_label(dataset)
+        try:
+            with transaction.atomic():
+                volume = Volume(
+                    dataset=dataset,
+                    subject_label=label,
+                    source_name=source_name[:255],
+                    source_format=loaded.source_format,
+                    checksum=checksum,
+                    shape=[int(n) for n in loaded.shape],
+                    voxel_size_mm=[round(float(v), 4) for v in loaded.voxel_size_mm],
+                )
+                volume.file.save(f"{uuid.uuid4().hex}.nii.gz", ContentFile(content), save=False)
+                volume.save()
+            break
+        except IntegrityError:
+            if Volume.objects.filter(checksum=checksum).exists():
+                return IngestResult(source_name, "duplicate", "The same file was stored by a concurrent upload.")
+            if subject_label:
+                return IngestResult(source_name, "error", f"Subject label {subject_label!r} is taken in {dataset}.")
+    else:
+        return IngestResult(source_name, "error", "Could not find a free subject label; try again.")
+    shape = "×".join(str(n) for n in volume.shape)
+    voxels = "×".join(f"{v:g}" for v in volume.voxel_size_mm)
+    return IngestResult(source_name, "stored", f"Stored as {volume} ({shape} voxels of {voxels} mm).", volume)
+
+
+def volumes_ingest(
+    *,
+    dataset: Dataset,
+    files: Iterable[tuple[Path, str]],
+    subject_labels: dict[str, str] | None = None,
+    max_bytes: int | None = None,
+    on_result: Callable[[IngestResult], None] | None = None,
+) -> list[IngestResult]:
+    """Ingest a batch of (path, original name) pairs; one bad file never stops the others."""
+    results = []
+    for path, source_name in files:
+        result = volume_ingest_one(
+            dataset=dataset,
+            path=Path(path),
+            source_name=source_name,
+            subject_label=(subject_labels or {}).get(source_name),
+            max_bytes=max_bytes,
+        )
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+def uploads_ingest(*, dataset: Dataset, uploads: Iterable, align: bool = True) -> list[IngestResult]:
+    """Ingest files uploaded through the admin or the API, then queue alignment of the stored ones."""
+    from .volumes import alignment_job_create  # volumes imports the ML stack; keep this module light
+
+    with tempfile.TemporaryDirectory(prefix="synthread-upload-") as folder:
+        files = []
+        for index, upload in enumerate(uploads):
+            # Our own name on disk, keeping only the suffixes: an uploaded name is never a path.
+            suffixes = "".join(Path(upload.name).suffixes[-2:]).lower()
+            target = Path(folder) / f"upload-{index}{suffixes}"
+            with target.open("wb") as out:
+                for chunk in upload.chunks():
+                    out.write(chunk)
+            files.append((target, Path(upload.name).name))
+        results = volumes_ingest(dataset=dataset, files=files)
+    if align:
+        for result in results:
+            if result.outcome == "stored":
+                alignment_job_create(volume=result.volume)
+    return results

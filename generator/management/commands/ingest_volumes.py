@@ -1,0 +1,88 @@
+"""Ingest T1-weighted volumes from files, align them to the template, optionally write their slices."""
+
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from generator.ingest import dataset_get_or_create, volumes_ingest
+from generator.models import Volume
+from generator.volumes import alignment_job_create, volume_align, volume_slice_source
+
+
+class Command(BaseCommand):
+    help = (
+        "Ingest T1-weighted volumes (NIfTI .nii/.nii.gz, a DICOM series folder, or a .zip of one series) into a "
+        "dataset, then align each to the MNI152 template. Bad files are reported; the good ones are kept."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("paths", nargs="+", type=Path, help="files or DICOM folders")
+        parser.add_argument("--dataset", required=True, help="dataset name (created if new)")
+        parser.add_argument("--fov-mm", type=float, default=None, help="field of view of a new dataset (default 180)")
+        parser.add_argument(
+            "--label", action="append", default=[], metavar="FILE=LABEL", help="subject label for a file"
+        )
+        parser.add_argument("--queue", action="store_true", help="queue alignment on the workers instead of here")
+        parser.add_argument("--materialise", type=Path, metavar="DIR", help="also write the dataset's slices here")
+        parser.add_argument("--size", type=int, choices=[64, 128, 256], default=128, help="slice matrix size")
+
+    def handle(self, *args, paths, dataset, fov_mm, label, queue, materialise, size, **options) -> None:
+        labels = {}
+        for item in label:
+            name, _, subject = item.partition("=")
+            if not subject:
+                raise CommandError(f"--label takes FILE=LABEL, not {item!r}.")
+            labels[Path(name).name] = subject
+        missing = [str(path) for path in paths if not path.exists()]
+        if missing:
+            raise CommandError(f"No such file or folder: {', '.join(missing)}")
+        try:
+            target = dataset_get_or_create(name=dataset, fov_mm=fov_mm)
+        except ValueError as error:
+            raise CommandError(str(error)) from error
+
+        with tqdm(total=len(paths), desc="ingest", unit="file", file=sys.stderr) as bar:
+
+            def report(result) -> None:
+                bar.update(1)
+                style = {"stored": self.style.SUCCESS, "duplicate": self.style.WARNING}.get(
+                    result.outcome, self.style.ERROR
+                )
+                bar.write(style(f"{result.outcome:>9}  {result.name}: {result.message}"), file=sys.stdout)
+
+            results = volumes_ingest(
+                dataset=target, files=[(path, path.name) for path in paths], subject_labels=labels, on_result=report
+            )
+
+        stored = [result.volume for result in results if result.outcome == "stored"]
+        if queue:
+            for volume in stored:
+                alignment_job_create(volume=volume)
+            self.stdout.write(f"Queued alignment of {len(stored)} volume(s) on the workers.")
+        else:
+            for volume in tqdm(stored, desc="align", unit="volume", file=sys.stderr):
+                try:
+                    volume_align(volume=volume)
+                except Exception as error:
+                    self.stdout.write(self.style.ERROR(f"   failed  {volume}: alignment failed: {error}"))
+        failed = [result for result in results if result.outcome == "error"]
+        self.stdout.write(
+            f"{len(stored)} stored, {sum(r.outcome == 'duplicate' for r in results)} already present, "
+            f"{len(failed)} refused."
+        )
+        if materialise:
+            self._materialise(target, materialise, size)
+        if failed:
+            raise CommandError(f"{len(failed)} file(s) were refused (see above); the others were kept.")
+
+    def _materialise(self, dataset, out_dir: Path, size: int) -> None:
+        from generator.ml.streaming import materialise_shards
+
+        ready = list(dataset.volumes.filter(status=Volume.Status.READY))
+        if not ready:
+            raise CommandError(f"Dataset {dataset} has no aligned volume to slice.")
+        sources = [volume_slice_source(volume=volume) for volume in ready]
+        written = materialise_shards(sources, out_dir, matrix_size=size, fov_mm=dataset.fov_mm)
+        self.stdout.write(f"Wrote {len(written)} file(s) of slices to {out_dir}.")
