@@ -3,15 +3,25 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from readerstudy.jobs import job_cancel
 from readerstudy.roles import HasRole
 
 from .ingest import uploads_ingest
-from .models import Dataset, Volume
-from .serializers import DatasetSerializer, IngestResultSerializer, VolumeSerializer, VolumeUploadSerializer
+from .models import Dataset, TrainingJob, Volume
+from .serializers import (
+    DatasetSerializer,
+    IngestResultSerializer,
+    TrainingJobCreateSerializer,
+    TrainingJobSerializer,
+    VolumeSerializer,
+    VolumeUploadSerializer,
+)
+from .training_jobs import training_job_create
 
 
 class IsAdmin(HasRole):
@@ -48,3 +58,29 @@ class VolumeViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = super().get_queryset()
         dataset = self.request.query_params.get("dataset")
         return queryset.filter(dataset__name=dataset) if dataset else queryset
+
+
+class TrainingJobViewSet(viewsets.ReadOnlyModelViewSet):
+    """DCGAN training jobs: the job page polls ``retrieve`` for its progress bar."""
+
+    queryset = TrainingJob.objects.select_related("dataset").order_by("-created_at")
+    serializer_class = TrainingJobSerializer
+    permission_classes = [IsAdmin]
+
+    @extend_schema(request=TrainingJobCreateSerializer, responses={201: TrainingJobSerializer})
+    def create(self, request: Request) -> Response:
+        form = TrainingJobCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        values = dict(form.validated_data)
+        try:
+            job = training_job_create(user=request.user, **values)
+        except ValueError as error:
+            raise ValidationError({"detail": str(error)}) from error
+        return Response(TrainingJobSerializer(job).data, status=201)
+
+    @extend_schema(request=None, responses=TrainingJobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        job = self.get_object()
+        job_cancel(job=job)
+        return Response(TrainingJobSerializer(job).data)

@@ -87,3 +87,30 @@ class AlignmentJob(LeasedJob):
 
     def __str__(self) -> str:
         return f"alignment of {self.volume} ({self.state})"
+
+
+class TrainingJob(LeasedJob):
+    """One DCGAN training run on a dataset's streamed slices, on the `gpu` queue.
+
+    Checkpoints, the sample grid per epoch, the loss plot and the exported generator go through
+    Django's storage under ``training/<id>/``, so any worker can resume the run."""
+
+    task_name = "generator.tasks.training_run"
+
+    class Preset(models.TextChoices):
+        QUICK_64 = "quick-64", "quick-64 (64², a few minutes on a CPU)"
+        PAPER_128 = "paper-128", "paper-128 (128², 35 epochs: GPU work)"
+        PAPER_256 = "paper-256", "paper-256 (256², 35 epochs: the paper; GPU work)"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="training_jobs")
+    preset = models.CharField(max_length=16, choices=Preset.choices, default=Preset.QUICK_64)
+    config = models.JSONField(help_text="The full training configuration (generator.ml.dcgan.TrainingConfig).")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    generator_file = models.FileField(upload_to="training/", max_length=255, blank=True)
+
+    def __str__(self) -> str:
+        return f"training job {self.pk} ({self.preset} on {self.dataset})"
+
+    @property
+    def storage_prefix(self) -> str:
+        return f"training/{self.pk}"

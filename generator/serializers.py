@@ -1,8 +1,10 @@
 """API serializers of the generator app (admins only: they show source file names)."""
 
+from pathlib import Path
+
 from rest_framework import serializers
 
-from .models import Dataset, Volume
+from .models import Dataset, TrainingJob, Volume
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -49,3 +51,72 @@ class IngestResultSerializer(serializers.Serializer):
     outcome = serializers.ChoiceField(choices=["stored", "duplicate", "error"])
     message = serializers.CharField()
     volume = serializers.IntegerField(source="volume.pk", read_only=True, allow_null=True, default=None)
+
+
+class TrainingJobSerializer(serializers.ModelSerializer):
+    dataset = serializers.SlugRelatedField(slug_field="name", queryset=Dataset.objects.all())
+    progress_fraction = serializers.SerializerMethodField()
+    log_tail = serializers.SerializerMethodField()
+    samples_url = serializers.SerializerMethodField()
+    loss_plot_url = serializers.SerializerMethodField()
+    generator_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id",
+            "dataset",
+            "preset",
+            "config",
+            "state",
+            "progress",
+            "progress_fraction",
+            "attempts",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "cancel_requested",
+            "log_tail",
+            "samples_url",
+            "loss_plot_url",
+            "generator_url",
+        ]
+        read_only_fields = fields
+
+    def get_progress_fraction(self, job: TrainingJob) -> float:
+        total = job.progress.get("total") or 0
+        return round(min(1.0, job.progress.get("step", 0) / total), 4) if total else 0.0
+
+    def get_log_tail(self, job: TrainingJob) -> list[str]:
+        return job.log.splitlines()[-12:]
+
+    def _url(self, job: TrainingJob, name: str, available: bool) -> str | None:
+        from django.urls import reverse
+
+        return reverse(name, args=[job.pk]) if available else None
+
+    def get_samples_url(self, job: TrainingJob) -> str | None:
+        version = job.progress.get("samples", "")
+        url = self._url(job, "training-samples", bool(version))
+        return f"{url}?v={Path(version).stem}" if url else None
+
+    def get_loss_plot_url(self, job: TrainingJob) -> str | None:
+        url = self._url(job, "training-loss", bool(job.progress.get("loss_plot")))
+        return f"{url}?step={job.progress.get('step', 0)}" if url else None
+
+    def get_generator_url(self, job: TrainingJob) -> str | None:
+        return self._url(job, "training-generator", bool(job.generator_file))
+
+
+class TrainingJobCreateSerializer(serializers.Serializer):
+    dataset = serializers.SlugRelatedField(slug_field="name", queryset=Dataset.objects.all())
+    preset = serializers.ChoiceField(choices=TrainingJob.Preset.choices, default=TrainingJob.Preset.QUICK_64)
+    epochs = serializers.IntegerField(min_value=1, required=False)
+    steps = serializers.IntegerField(min_value=1, required=False)
+    batch_size = serializers.IntegerField(min_value=1, max_value=1024, required=False)
+    seed = serializers.IntegerField(min_value=0, required=False)
+    generator_steps_per_discriminator_step = serializers.ChoiceField(choices=[1, 2], required=False)
+    label_smoothing = serializers.FloatField(min_value=0.0, max_value=0.5, required=False)
+    discriminator_input_batchnorm = serializers.BooleanField(required=False)
+    mixed_precision = serializers.ChoiceField(choices=["auto", "on", "off"], required=False)

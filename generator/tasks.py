@@ -8,11 +8,18 @@ from celery import shared_task
 
 from readerstudy.jobs import job_run
 
-from .models import AlignmentJob
+from .models import AlignmentJob, TrainingJob
+from .training_jobs import training_job_work
 from .volumes import alignment_job_work
 
 
 @shared_task(name="generator.tasks.alignment_run")
 def alignment_run(*, job_id: int) -> str | None:
     final = job_run(model=AlignmentJob, job_id=job_id, work=alignment_job_work)
+    return final.value if final else None
+
+
+@shared_task(name="generator.tasks.training_run")
+def training_run(*, job_id: int) -> str | None:
+    final = job_run(model=TrainingJob, job_id=job_id, work=training_job_work)
     return final.value if final else None

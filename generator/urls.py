@@ -8,8 +8,16 @@ from . import api, views
 router = SimpleRouter()
 router.register("datasets", api.DatasetViewSet, basename="dataset")
 router.register("volumes", api.VolumeViewSet, basename="volume")
+router.register("training-jobs", api.TrainingJobViewSet, basename="training-job")
 api_urlpatterns = router.urls
 
 urlpatterns = [
     path("volumes/<int:volume_id>/preview.png", views.volume_preview, name="volume-preview"),
+    path("training/", views.training_list, name="training-list"),
+    path("training/new/", views.training_new, name="training-new"),
+    path("training/<int:job_id>/", views.training_detail, name="training-detail"),
+    path("training/<int:job_id>/cancel/", views.training_cancel, name="training-cancel"),
+    path("training/<int:job_id>/samples.png", views.training_samples, name="training-samples"),
+    path("training/<int:job_id>/loss.png", views.training_loss, name="training-loss"),
+    path("training/<int:job_id>/generator.keras", views.training_generator, name="training-generator"),
 ]

@@ -131,6 +131,11 @@ AWS_QUERYSTRING_AUTH = True
 # Largest volume upload accepted (a single file, a DICOM folder or a zip of one), in bytes.
 VOLUME_MAX_UPLOAD_BYTES = env.int("VOLUME_MAX_UPLOAD_BYTES", default=1024**3)
 
+# Where a worker keeps a training run's checkpoints while it trains (local disk); the run is
+# mirrored to the storage above after every checkpoint, so any worker can resume it.
+TRAINING_WORK_DIR = Path(env("TRAINING_WORK_DIR", default=str(VAR_DIR / "training")))
+TRAINING_CHECKPOINT_EVERY_S = env.float("TRAINING_CHECKPOINT_EVERY_S", default=300.0)
+
 # --- Celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")
 FILESYSTEM_BROKER_DIR = VAR_DIR / "broker"

@@ -59,3 +59,26 @@ def write_template_nifti(path, *, shift_mm=(0.0, 0.0, 0.0), resolution_mm: int =
     affine[:3, 3] += np.asarray(shift_mm)
     nib.save(nib.Nifti1Image(np.asarray(template.dataobj, dtype=np.float32), affine), str(path))
     return path
+
+
+def aligned_template_volume(tmp_path, *, dataset_name: str = "mni", fov_mm: float = 180.0):
+    """A ready volume without running a registration: the MNI template is already in template
+    space, so its alignment is the identity."""
+    import numpy as np
+
+    from generator.ingest import dataset_get_or_create, volumes_ingest
+    from generator.ml.alignment import RigidAlignment
+    from generator.models import Volume
+
+    path = write_template_nifti(tmp_path / f"{dataset_name}.nii.gz")
+    [result] = volumes_ingest(
+        dataset=dataset_get_or_create(name=dataset_name, fov_mm=fov_mm), files=[(path, path.name)]
+    )
+    volume = result.volume
+    import nibabel as nib
+
+    affine = nib.load(str(path)).affine
+    volume.alignment = RigidAlignment(np.eye(4), affine, final_metric=0.0, iterations=0, seconds=0.0).to_json()
+    volume.status = Volume.Status.READY
+    volume.save()
+    return volume

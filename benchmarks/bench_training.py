@@ -1,0 +1,225 @@
+"""What our train() loop costs against a bare tf.function loop (float32 and bf16), and what bf16 does to samples.
+
+Throughput: images/s of ``train()`` on slices streamed from one volume (progress reports every 2 s,
+a checkpoint every 5 s, 60x the default rate, so an upper bound on their cost) against a bare
+``tf.function`` float32 step of the same networks on random tensors, at 64² and 128²; rounds
+alternate so the other tenants of a shared machine slow every variant alike, and each variant's
+best round counts. Then the time one paper-256 epoch (one volume's 48,510 slices) would take here,
+and the quality check: the same data, seed and steps in float32 and in bf16, each judged by how
+close its samples come to real slices (intensity histograms, mean images).
+
+The volume is the MNI152 template that ships in the nilearn wheel (the demo data), or a
+synthetic head phantom where nilearn is missing.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from generator.ml.dcgan import TrainingConfig, preset_config
+from generator.ml.streaming import SliceSource, slice_dataset, steps_per_epoch
+
+THROUGHPUT_STEPS = {64: 50, 128: 10}
+ROUNDS = 2
+CHECKPOINT_EVERY_S = 5.0
+PAPER_STEPS_TIMED = 4
+QUALITY_STEPS = 300
+QUALITY_SAMPLES = 512
+HISTOGRAM_BINS = 64
+
+
+def demo_volume() -> SliceSource:
+    """One normalised volume to stream slices from."""
+    from generator.ml.slicing import normalise_intensity
+
+    try:
+        from nilearn import datasets
+    except ImportError:
+        return _phantom()
+    template = datasets.load_mni152_template(resolution=1)
+    volume = normalise_intensity(np.asarray(template.get_fdata(dtype=np.float32)))
+    return SliceSource(volume, np.linalg.inv(template.affine), None, "mni152")
+
+
+def _phantom() -> SliceSource:
+    # An ellipsoid head: bright scalp ring, grey brain, dark ventricles, 1 mm voxels centred on the origin.
+    shape = (180, 216, 180)
+    x, y, z = (np.arange(n) - n / 2 for n in shape)
+    radius = np.sqrt((x[:, None, None] / 70) ** 2 + (y[None, :, None] / 90) ** 2 + (z[None, None, :] / 70) ** 2)
+    ventricles = np.sqrt((x[:, None, None] / 12) ** 2 + (y[None, :, None] / 30) ** 2 + (z[None, None, :] / 15) ** 2)
+    volume = np.where(radius < 1.0, 0.2, -1.0) + np.where((radius > 0.9) & (radius < 1.0), 0.7, 0.0)
+    volume = np.where(ventricles < 1.0, -0.6, volume).astype(np.float32)
+    voxel_from_world = np.eye(4)
+    voxel_from_world[:3, 3] = [n / 2 for n in shape]
+    return SliceSource(volume, voxel_from_world, None, "phantom")
+
+
+def bare_images_per_s(config: TrainingConfig, steps: int) -> float:
+    """The same networks and losses in a plain float32 tf.function step on random tensors: the baseline."""
+    import tensorflow as tf
+
+    from generator.ml.dcgan import build_discriminator, build_generator, build_optimizer
+
+    generator, discriminator = build_generator(config), build_discriminator(config)
+    generator_optimizer, discriminator_optimizer = build_optimizer(config), build_optimizer(config)
+    batch, z_dim = config.batch_size, config.z_dim
+    real_images = tf.random.uniform([batch, config.size, config.size, 1], -1.0, 1.0)
+
+    def cross_entropy(label: float, logits: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), label), logits))
+
+    @tf.function
+    def step() -> tuple[tf.Tensor, tf.Tensor]:
+        fake_images = generator(tf.random.uniform([batch, z_dim], -1.0, 1.0), training=True)
+        with tf.GradientTape() as tape:
+            d_loss = cross_entropy(1.0, discriminator(real_images, training=True)) + cross_entropy(
+                0.0, discriminator(fake_images, training=True)
+            )
+        variables = discriminator.trainable_variables
+        discriminator_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables, strict=True))
+        with tf.GradientTape() as tape:
+            fake_logits = discriminator(generator(tf.random.uniform([batch, z_dim], -1.0, 1.0), training=True))
+            g_loss = cross_entropy(1.0, fake_logits)
+        variables = generator.trainable_variables
+        generator_optimizer.apply_gradients(zip(tape.gradient(g_loss, variables), variables, strict=True))
+        return d_loss, g_loss
+
+    float(step()[0])  # traces
+    started = time.perf_counter()
+    for _ in range(steps - 1):
+        losses = step()
+    float(losses[0])
+    return (steps - 1) * batch / (time.perf_counter() - started)
+
+
+def train_images_per_s(config: TrainingConfig, source: SliceSource, workdir: Path) -> float:
+    """Images/s of train() as it reports them: from its first step's end (after tracing) to its last in-loop report."""
+    from generator.ml.training import TrainingProgress, train
+
+    reports: list[TrainingProgress] = []
+    dataset = slice_dataset([source], matrix_size=config.size, batch_size=config.batch_size, seed=config.seed)
+    train(
+        config,
+        dataset,
+        steps_per_epoch=steps_per_epoch([source], batch_size=config.batch_size),
+        checkpoint_dir=Path(tempfile.mkdtemp(dir=workdir)),
+        on_progress=reports.append,
+        checkpoint_every_s=CHECKPOINT_EVERY_S,
+    )
+    in_loop = reports[:-1]  # the last report comes after the final checkpoint, outside the loop
+    if not in_loop or in_loop[-1].step < 3:
+        raise RuntimeError(f"too few steps for a rate: reports at steps {[report.step for report in reports]}")
+    return in_loop[-1].images_per_s
+
+
+def throughput(size: int, source: SliceSource, workdir: Path) -> dict:
+    steps = THROUGHPUT_STEPS[size]
+    float32_config = TrainingConfig(size=size, steps=steps, mixed_precision="off")
+    bf16_config = TrainingConfig(size=size, steps=steps, mixed_precision="on")
+    best = {"bare_float32": 0.0, "train_float32": 0.0, "train_bf16": 0.0}
+    for _ in range(ROUNDS):
+        best["bare_float32"] = max(best["bare_float32"], bare_images_per_s(float32_config, steps))
+        best["train_float32"] = max(best["train_float32"], train_images_per_s(float32_config, source, workdir))
+        best["train_bf16"] = max(best["train_bf16"], train_images_per_s(bf16_config, source, workdir))
+    figures = {
+        **{f"{name}_{size}_images_per_s": value for name, value in best.items()},
+        f"float32_over_bare_{size}": best["train_float32"] / best["bare_float32"],
+        f"bf16_over_bare_{size}": best["train_bf16"] / best["bare_float32"],
+    }
+    print(f"{size}²: bare float32 loop {best['bare_float32']:7.1f} img/s (baseline)")
+    print(
+        f"{size}²: train() float32   {best['train_float32']:7.1f} img/s  "
+        f"{figures[f'float32_over_bare_{size}']:.2f}x  (target ≥ 0.95x)"
+    )
+    print(
+        f"{size}²: train() bf16      {best['train_bf16']:7.1f} img/s  "
+        f"{figures[f'bf16_over_bare_{size}']:.2f}x  (target ≥ 1.5x)"
+    )
+    return figures
+
+
+def paper_epoch_estimate(source: SliceSource, workdir: Path) -> dict:
+    """One paper-256 epoch over one volume's grid, extrapolated from a few timed train() steps."""
+    from generator.ml.hardware import mixed_precision_enabled
+
+    config = preset_config("paper-256", steps=PAPER_STEPS_TIMED)
+    images_per_s = train_images_per_s(config, source, workdir)
+    slices = steps_per_epoch([source], batch_size=1)
+    epoch_s = slices / images_per_s
+    precision = "bf16" if mixed_precision_enabled(config.mixed_precision) else "float32"
+    print(
+        f"paper-256 ({precision}): {images_per_s:.1f} img/s → one epoch of {slices:,} slices ≈ {epoch_s / 3600:.1f} h, "
+        f"35 epochs ≈ {35 * epoch_s / 86400:.1f} days"
+    )
+    return {"paper_256_images_per_s": images_per_s, "paper_256_epoch_s": epoch_s}
+
+
+def quick_64_estimate(figures: dict) -> dict:
+    steps = preset_config("quick-64").steps
+    wall_s = steps * 64 / figures["train_bf16_64_images_per_s"]
+    print(f"quick-64: {steps} steps at batch 64 in bf16 ≈ {wall_s / 60:.1f} min of training here")
+    return {"quick_64_steps": steps, "quick_64_wall_s": wall_s}
+
+
+def histogram_distance(images: np.ndarray, reference: np.ndarray) -> float:
+    """L1 distance between the two sets' pixel-intensity histograms over [−1, 1] (0 same, 2 disjoint)."""
+    edges = np.linspace(-1.0, 1.0, HISTOGRAM_BINS + 1)
+    first = np.histogram(np.clip(images, -1, 1), edges)[0] / images.size
+    second = np.histogram(np.clip(reference, -1, 1), edges)[0] / reference.size
+    return float(np.abs(first - second).sum())
+
+
+def mean_image_distance(images: np.ndarray, reference: np.ndarray) -> float:
+    """Root-mean-square difference between the two sets' mean images."""
+    return float(np.sqrt(np.mean((images.mean(axis=0) - reference.mean(axis=0)) ** 2)))
+
+
+def quality(source: SliceSource, workdir: Path) -> dict:
+    from generator.ml.training import export_generator, generate, load_generator, train
+
+    real_batches = slice_dataset([source], matrix_size=64, batch_size=QUALITY_SAMPLES, seed=123)
+    real = next(iter(real_batches)).numpy()[..., 0]
+    figures = {}
+    for precision in ("off", "on"):
+        config = preset_config("quick-64", steps=QUALITY_STEPS, mixed_precision=precision, seed=7)
+        checkpoint_dir = Path(tempfile.mkdtemp(dir=workdir))
+        dataset = slice_dataset([source], matrix_size=64, batch_size=config.batch_size, seed=config.seed)
+        result = train(config, dataset, steps_per_epoch=steps_per_epoch([source]), checkpoint_dir=checkpoint_dir)
+        images = generate(load_generator(export_generator(checkpoint_dir, checkpoint_dir / "g.keras")), len(real), 1)
+        name = "float32" if precision == "off" else "bf16"
+        figures[f"{name}_histogram_distance"] = histogram_distance(images, real)
+        figures[f"{name}_mean_image_distance"] = mean_image_distance(images, real)
+        print(
+            f"quality {name:7s} after {QUALITY_STEPS} steps ({result.seconds:.0f} s): histogram L1 "
+            f"{figures[f'{name}_histogram_distance']:.3f}, mean-image RMS {figures[f'{name}_mean_image_distance']:.3f}"
+        )
+    for metric in ("histogram_distance", "mean_image_distance"):
+        ratio = figures[f"bf16_{metric}"] / figures[f"float32_{metric}"]
+        figures[f"bf16_over_float32_{metric}"] = ratio
+        verdict = "ok" if ratio <= 1.10 else "WORSE than float32 by more than 10 %"
+        print(f"quality bf16/float32 {metric}: {ratio:.2f}  (target ≤ 1.10: {verdict})")
+    return figures
+
+
+def main() -> dict:
+    source = demo_volume()
+    print(f"volume: {source.name}, {steps_per_epoch([source], batch_size=1):,} grid slices")
+    figures: dict = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for size in THROUGHPUT_STEPS:
+            figures.update(throughput(size, source, Path(workdir)))
+        figures.update(quick_64_estimate(figures))
+        figures.update(paper_epoch_estimate(source, Path(workdir)))
+        figures.update(quality(source, Path(workdir)))
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Queue a DCGAN training job on a dataset (the same job the browser's form creates)."""
+
+import sys
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from generator.models import Dataset, TrainingJob
+from generator.training_jobs import training_job_create
+
+
+class Command(BaseCommand):
+    help = "Queue a DCGAN training job on the gpu queue; with --wait, show its progress until it ends."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--dataset", required=True)
+        parser.add_argument("--preset", choices=TrainingJob.Preset.values, default=TrainingJob.Preset.QUICK_64)
+        budget = parser.add_mutually_exclusive_group()
+        budget.add_argument("--epochs", type=int, help="passes over the whole slice grid (default: the preset's)")
+        budget.add_argument("--steps", type=int, help="discriminator steps (default: the preset's)")
+        parser.add_argument("--batch-size", type=int)
+        parser.add_argument("--seed", type=int)
+        parser.add_argument("--mixed-precision", choices=["auto", "on", "off"])
+        parser.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
+
+    def handle(self, *args, dataset, preset, epochs, steps, batch_size, seed, mixed_precision, wait, **options):
+        try:
+            target = Dataset.objects.get(name=dataset)
+        except Dataset.DoesNotExist:
+            raise CommandError(f"No dataset named {dataset!r}; ingest volumes with ingest_volumes first.") from None
+        try:
+            job = training_job_create(
+                dataset=target,
+                preset=preset,
+                epochs=epochs,
+                steps=steps,
+                batch_size=batch_size,
+                seed=seed,
+                mixed_precision=mixed_precision,
+            )
+        except ValueError as error:
+            raise CommandError(str(error)) from error
+        self.stdout.write(f"Queued training job {job.pk} ({preset} on {target}).")
+        if wait:
+            self._follow(job)
+
+    def _follow(self, job: TrainingJob) -> None:
+        with tqdm(desc=f"training job {job.pk}", unit="step", file=sys.stderr) as bar:
+            while not job.is_finished:
+                time.sleep(1)
+                job.refresh_from_db()
+                progress = job.progress
+                if progress.get("total"):
+                    bar.total = progress["total"]
+                    bar.update(progress.get("step", 0) - bar.n)
+                    if "d_loss" in progress:
+                        bar.set_postfix(d_loss=progress["d_loss"], g_loss=progress["g_loss"])
+        if job.state != "succeeded":
+            raise CommandError(f"Training job {job.pk} ended {job.state}. {job.error}")
+        self.stdout.write(self.style.SUCCESS(f"Training job {job.pk} succeeded; generator: {job.generator_file.name}"))

@@ -1,0 +1,289 @@
+"""The paper's DCGAN (Kazuhiro et al. 2018, Methods, after Radford et al.): networks, config and presets.
+
+Read against the Methods paragraph "Generation of Artificial Brain Images Using Deep Convolutional GAN":
+
+- "a fully connected layer projecting input of a 100-dimensional uniform distribution": z ~ U(−1, 1)^100,
+  a Dense layer reshaped to s/16 × s/16 × 256.
+- "4 fractionally strided convolutions with filter sizes of 256, 128, 64, and 32 and a kernel size of
+  5 × 5": read as in the common TF1 DCGAN (carpedm20/DCGAN-tensorflow, gf_dim = 32) the paper built
+  on, where 256 is the projection's depth and the four 5×5 stride-2 transposed convolutions go to
+  128, 64, 32 and 1 channel(s). Four doublings take s/16 to s.
+- "ReLU ... except for the output layer, which used the tanh function. Batch normalization was
+  performed in each layer": batch norm + ReLU after the projection and each hidden transposed
+  convolution; the output layer is tanh without batch norm (as in every DCGAN: a normalised output
+  layer cannot reach the data's intensity range).
+- Discriminator: "leaky ReLU ... slope of leak of 0.2. Batch normalization was performed except for
+  the output layer": 5×5 stride-2 convolutions with 32, 64, 128, 256 filters, each with batch norm
+  and leaky ReLU 0.2, then a Dense(1) logit. ``discriminator_input_batchnorm=False`` gives Radford's
+  variant, without batch norm on the first convolution.
+
+Choices the paper leaves open, taken from the DCGAN references: kernels ~ N(0, 0.02); batch norm
+gamma ~ N(1, 0.02) (Radford's reference code and the TF1 DCGAN initialise the scale that way, so
+it starts near the identity), beta 0, momentum 0.9 and epsilon 1e-5 (the TF1 DCGAN's values;
+Keras's 0.99 lets the generator's moving statistics, used for sampling, lag far behind early
+training); no bias on a convolution followed by batch norm (batch norm's beta makes it redundant).
+Batch norm runs on TensorFlow's fused kernel (``fused_batch_normalization_class``: Keras's layer,
+same weights and function): Keras 3's own is built from separate ops and upcasts bf16, and took a
+third of a CPU training step.
+
+Mixed precision: with ``mixed_bfloat16`` the layers compute in bf16 and keep float32 weights; the
+generator's tanh output and the discriminator's logit stay float32, so images and losses are float32.
+
+TensorFlow and Keras are imported inside the functions, so the web process can import the config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras
+
+SIZES = (64, 128, 256)
+PROJECTION_DEPTH = 256
+GENERATOR_FILTERS = (128, 64, 32)  # hidden transposed convolutions; the output layer has 1 channel
+DISCRIMINATOR_FILTERS = (32, 64, 128, 256)
+KERNEL_SIZE = 5
+STRIDES = 2
+LEAKY_RELU_SLOPE = 0.2
+INIT_STDDEV = 0.02
+BATCHNORM_MOMENTUM = 0.9
+BATCHNORM_EPSILON = 1e-5
+MIXED_PRECISION_SETTINGS = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that defines a training run; ``to_dict`` goes into the run's record.
+
+    Exactly one budget: ``epochs`` (passes over the slice grid) or ``steps`` (discriminator steps).
+    """
+
+    size: int
+    z_dim: int = 100
+    batch_size: int = 64
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    # The TF1 DCGAN ran the generator twice per discriminator step, so D does not win too early.
+    generator_steps_per_discriminator_step: int = 1
+    # One-sided: real labels become 1 − label_smoothing, fake labels stay 0.
+    label_smoothing: float = 0.0
+    discriminator_input_batchnorm: bool = True
+    mixed_precision: str = "auto"
+    seed: int = 0
+    epochs: int | None = None
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.size not in SIZES:
+            raise ValueError(f"size must be one of {SIZES}, got {self.size}")
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError(f"give exactly one budget, epochs or steps (got epochs={self.epochs}, steps={self.steps})")
+        budget = self.epochs if self.epochs is not None else self.steps
+        if budget < 1:
+            raise ValueError(f"the budget must be at least 1, got {budget}")
+        if self.generator_steps_per_discriminator_step not in (1, 2):
+            raise ValueError("generator_steps_per_discriminator_step must be 1 or 2")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.mixed_precision not in MIXED_PRECISION_SETTINGS:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION_SETTINGS}, got {self.mixed_precision!r}")
+        if self.z_dim < 1 or self.batch_size < 1:
+            raise ValueError("z_dim and batch_size must be positive")
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        return self.epochs * steps_per_epoch if self.epochs is not None else self.steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown TrainingConfig fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+# quick-64 is ours, not the paper's: its 1200 steps at batch 64 took 3.1 minutes in bf16 on a shared
+# 2-core AVX512-BF16 CPU, streaming slices of the MNI152 template (benchmarks/bench_training.py
+# estimates it), and samples are recognisable axial slices from about 600 steps. It uses Radford's
+# discriminator: with batch norm on the input convolution, each batch (real or fake) is normalised
+# by its own statistics, so the discriminator cannot see a batch-wide intensity offset, and after
+# 600 steps the generator's background was still grey (pixel std 0.38–0.47 against the real slices'
+# 0.74); without it, black (std 0.75).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper-256": {"size": 256, "epochs": 35},
+    "paper-128": {"size": 128, "epochs": 35},
+    "quick-64": {"size": 64, "steps": 1200, "discriminator_input_batchnorm": False},
+}
+
+
+def preset_config(name: str, **overrides: Any) -> TrainingConfig:
+    """A preset's config with overrides; a budget override (epochs or steps) replaces the preset's."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
+    values = dict(PRESETS[name])
+    if "epochs" in overrides or "steps" in overrides:
+        values.pop("epochs", None)
+        values.pop("steps", None)
+    values.update(overrides)
+    return TrainingConfig(**values)
+
+
+@contextlib.contextmanager
+def dtype_policy(config: TrainingConfig) -> Iterator[str]:
+    """Keras's global dtype policy set for building this config's models, restored afterwards.
+
+    Layers keep the policy they were built with, so the global one only has to hold while building.
+    """
+    import keras
+
+    from generator.ml.hardware import mixed_precision_enabled
+
+    policy = "mixed_bfloat16" if mixed_precision_enabled(config.mixed_precision) else "float32"
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield policy
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _kernel_init(seed: int) -> keras.initializers.Initializer:
+    import keras
+
+    return keras.initializers.RandomNormal(mean=0.0, stddev=INIT_STDDEV, seed=seed)
+
+
+@functools.cache
+def fused_batch_normalization_class() -> type[keras.layers.BatchNormalization]:
+    """Keras's BatchNormalization computed by TensorFlow's fused kernel (defined on first use).
+
+    Same function, same weights, same moving averages; Keras 3 builds batch norm from separate ops
+    and upcasts bf16 inputs to float32, which made it a third of a CPU training step. The fused
+    kernel normalises bf16 inputs in place, accumulating its statistics in float32.
+    """
+    import keras
+    import tensorflow as tf
+
+    @keras.saving.register_keras_serializable(package="synthread")
+    class FusedBatchNormalization(keras.layers.BatchNormalization):
+        def call(self, inputs, training=None, mask=None):
+            if mask is not None or self.renorm or len(inputs.shape) != 4 or self.axis not in (-1, 3):
+                return super().call(inputs, training=training, mask=mask)
+            inputs = tf.cast(inputs, self.compute_dtype)
+            if training and self.trainable:
+                outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                    inputs, self.gamma.value, self.beta.value, epsilon=self.epsilon, is_training=True
+                )
+                self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+                self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+                return outputs
+            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                inputs,
+                self.gamma.value,
+                self.beta.value,
+                mean=self.moving_mean.value,
+                variance=self.moving_variance.value,
+                epsilon=self.epsilon,
+                is_training=False,
+            )
+            return outputs
+
+    return FusedBatchNormalization
+
+
+def _batch_norm(seed: int, name: str) -> keras.layers.Layer:
+    import keras
+
+    return fused_batch_normalization_class()(
+        momentum=BATCHNORM_MOMENTUM,
+        epsilon=BATCHNORM_EPSILON,
+        gamma_initializer=keras.initializers.RandomNormal(mean=1.0, stddev=INIT_STDDEV, seed=seed),
+        name=name,
+    )
+
+
+def build_generator(config: TrainingConfig) -> keras.Model:
+    """z [b, z_dim] in (−1, 1) → images [b, s, s, 1] in (−1, 1), float32."""
+    import keras
+    from keras import layers
+
+    base = config.size // 16  # four stride-2 layers double it to the output size
+    with dtype_policy(config):
+        z = keras.Input(shape=(config.z_dim,), name="z")
+        x = layers.Dense(
+            base * base * PROJECTION_DEPTH, use_bias=False, kernel_initializer=_kernel_init(config.seed), name="project"
+        )(z)
+        x = layers.Reshape((base, base, PROJECTION_DEPTH), name="project_reshape")(x)
+        x = _batch_norm(config.seed + 1, "project_bn")(x)
+        x = layers.ReLU(name="project_relu")(x)
+        for index, filters in enumerate(GENERATOR_FILTERS, start=1):
+            x = layers.Conv2DTranspose(
+                filters,
+                KERNEL_SIZE,
+                strides=STRIDES,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=_kernel_init(config.seed + 2 * index),
+                name=f"deconv{index}",
+            )(x)
+            x = _batch_norm(config.seed + 2 * index + 1, f"deconv{index}_bn")(x)
+            x = layers.ReLU(name=f"deconv{index}_relu")(x)
+        image = layers.Conv2DTranspose(
+            1,
+            KERNEL_SIZE,
+            strides=STRIDES,
+            padding="same",
+            activation="tanh",
+            kernel_initializer=_kernel_init(config.seed + 10),
+            dtype="float32",  # images leave the network in float32 whatever the policy
+            name="image",
+        )(x)
+    return keras.Model(z, image, name=f"generator_{config.size}")
+
+
+def build_discriminator(config: TrainingConfig) -> keras.Model:
+    """Images [b, s, s, 1] in [−1, 1] → one float32 logit per image (real > 0 > synthetic)."""
+    import keras
+    from keras import layers
+
+    with dtype_policy(config):
+        image = keras.Input(shape=(config.size, config.size, 1), name="image")
+        x = image
+        for index, filters in enumerate(DISCRIMINATOR_FILTERS, start=1):
+            batch_normalised = index > 1 or config.discriminator_input_batchnorm
+            x = layers.Conv2D(
+                filters,
+                KERNEL_SIZE,
+                strides=STRIDES,
+                padding="same",
+                use_bias=not batch_normalised,
+                kernel_initializer=_kernel_init(config.seed + 100 + 2 * index),
+                name=f"conv{index}",
+            )(x)
+            if batch_normalised:
+                x = _batch_norm(config.seed + 101 + 2 * index, f"conv{index}_bn")(x)
+            x = layers.LeakyReLU(negative_slope=LEAKY_RELU_SLOPE, name=f"conv{index}_lrelu")(x)
+        x = layers.Flatten(name="flatten")(x)
+        logit = layers.Dense(
+            1,
+            kernel_initializer=_kernel_init(config.seed + 110),
+            dtype="float32",  # the loss reads it in float32 whatever the policy
+            name="logit",
+        )(x)
+    return keras.Model(image, logit, name=f"discriminator_{config.size}")
+
+
+def build_optimizer(config: TrainingConfig) -> keras.optimizers.Optimizer:
+    """Adam with the paper's (Radford's) learning rate and beta_1."""
+    import keras
+
+    return keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=config.beta_1)
