@@ -8,9 +8,10 @@ from django.utils.html import format_html
 
 from readerstudy.admin import progress_bar
 
+from .bank import bank_fill_create, bank_image_exclude
 from .forms import VolumeUploadForm
 from .ingest import dataset_get_or_create, uploads_ingest
-from .models import AlignmentJob, Dataset, Volume, VolumeCorrection
+from .models import AlignmentJob, BankFillJob, BankImage, Dataset, TrainingJob, Volume, VolumeCorrection
 from .volumes import CORRECTION_FIELDS, alignment_job_create, volume_correct
 
 
@@ -173,3 +174,66 @@ class AlignmentJobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(admin.ModelAdmin):
+    list_display = ("pk", "dataset", "preset", "state", "progress_display", "attempts", "created_at")
+    list_filter = ("state", "preset")
+    readonly_fields = [field.name for field in TrainingJob._meta.fields]
+    actions = ["fill_bank"]
+
+    @admin.display(description="progress")
+    def progress_display(self, job: TrainingJob) -> str:
+        return progress_bar(job)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # the "New training job" page builds the configuration from a preset
+
+    @admin.action(description="Fill the bank: 200 synthetic + 200 real images each")
+    def fill_bank(self, request, queryset) -> None:
+        for job in queryset:
+            try:
+                bank_fill_create(training_job=job, synthetic_count=200)
+            except ValueError as error:
+                self.message_user(request, str(error), messages.ERROR)
+            else:
+                self.message_user(request, f"Bank fill queued for {job}.", messages.SUCCESS)
+
+
+@admin.register(BankFillJob)
+class BankFillJobAdmin(admin.ModelAdmin):
+    list_display = ("pk", "training_job", "state", "progress_display", "synthetic_count", "real_count", "created_at")
+    list_filter = ("state",)
+    readonly_fields = [field.name for field in BankFillJob._meta.fields]
+
+    @admin.display(description="progress")
+    def progress_display(self, job: BankFillJob) -> str:
+        return progress_bar(job)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(BankImage)
+class BankImageAdmin(admin.ModelAdmin):
+    list_display = ("pk", "thumbnail", "image_class", "status", "provenance", "exclusion_reason", "created_at")
+    list_filter = ("image_class", "status", "generator_name")
+    readonly_fields = [f.name for f in BankImage._meta.fields if f.name not in BankImage.MUTABLE_WHEN_EVIDENCE]
+    actions = ["exclude_images"]
+
+    @admin.display(description="image")
+    def thumbnail(self, image: BankImage) -> str:
+        return format_html('<img src="{}" style="height:48px">', reverse("bank-image", args=[image.pk]))
+
+    def has_add_permission(self, request) -> bool:
+        return False  # images come from a fill or an import, through the one renderer
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return obj is None or not obj.is_evidence
+
+    @admin.action(description="Exclude from new sessions")
+    def exclude_images(self, request, queryset) -> None:
+        for image in queryset:
+            bank_image_exclude(image=image, reason=f"excluded by {request.user.get_username()}")
+        self.message_user(request, f"Excluded {queryset.count()} image(s).")

@@ -11,9 +11,11 @@ from rest_framework.response import Response
 from readerstudy.jobs import job_cancel
 from readerstudy.roles import HasRole
 
+from .bank import bank_fill_create
 from .ingest import uploads_ingest
-from .models import Dataset, TrainingJob, Volume
+from .models import BankFillJob, Dataset, TrainingJob, Volume
 from .serializers import (
+    BankFillJobSerializer,
     DatasetSerializer,
     IngestResultSerializer,
     TrainingJobCreateSerializer,
@@ -84,3 +86,17 @@ class TrainingJobViewSet(viewsets.ReadOnlyModelViewSet):
         job = self.get_object()
         job_cancel(job=job)
         return Response(TrainingJobSerializer(job).data)
+
+
+class BankFillJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Bank fills: queue one from a finished training job; follow its progress and report."""
+
+    queryset = BankFillJob.objects.order_by("-created_at")
+    serializer_class = BankFillJobSerializer
+    permission_classes = [IsAdmin]
+
+    def perform_create(self, serializer: BankFillJobSerializer) -> None:
+        try:
+            serializer.instance = bank_fill_create(**serializer.validated_data)
+        except ValueError as error:
+            raise ValidationError({"detail": str(error)}) from error

@@ -77,3 +77,38 @@ class TrainingJobForm(forms.Form):
         data = dict(self.cleaned_data)
         data[data.pop("budget_unit")] = data.pop("budget")
         return data
+
+
+class BankFillForm(forms.Form):
+    synthetic_count = forms.IntegerField(min_value=1, max_value=100_000, initial=200, label="Synthetic images")
+    real_count = forms.IntegerField(
+        min_value=0, max_value=100_000, required=False, label="Real images", help_text="Default: as many as synthetic."
+    )
+    held_out_dataset = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        help_text="Other subjects, never trained on: they set the screen's threshold and the data-copying statistic.",
+    )
+    seed = forms.IntegerField(min_value=0, initial=0)
+
+    def __init__(self, *args, **kwargs) -> None:
+        from .models import Dataset
+
+        super().__init__(*args, **kwargs)
+        self.fields["held_out_dataset"].queryset = Dataset.objects.order_by("name")
+
+
+class ImageImportForm(forms.Form):
+    generator_name = forms.CharField(
+        max_length=100, help_text="The generator that made them, or the real images' source."
+    )
+    image_class = forms.ChoiceField(choices=[("synthetic", "synthetic"), ("real", "real")], label="Class")
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    expected_size = forms.IntegerField(
+        required=False,
+        min_value=8,
+        max_value=1024,
+        label="Matrix size",
+        help_text="Refuse images of any other size (optional).",
+    )
+    files = MultipleFileField(help_text="PNG/TIFF (8- or 16-bit), .npy or 2D NIfTI; several at once.")

@@ -1,12 +1,13 @@
 """Ingest uploaded files as de-identified volumes: every bad file is reported, none of the
 good ones in the same batch is lost, and the same file twice is recognised."""
 
+import contextlib
 import gzip
 import logging
 import re
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,20 +131,27 @@ def volumes_ingest(
     return results
 
 
-def uploads_ingest(*, dataset: Dataset, uploads: Iterable, align: bool = True) -> list[IngestResult]:
-    """Ingest files uploaded through the admin or the API, then queue alignment of the stored ones."""
-    from .volumes import alignment_job_create  # volumes imports the ML stack; keep this module light
-
+@contextlib.contextmanager
+def saved_uploads(uploads: Iterable) -> Iterator[list[tuple[Path, str]]]:
+    """Uploaded files written to a temporary folder under our own names (only their suffixes kept:
+    an uploaded name is never a path), as (path, original name) pairs; removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="synthread-upload-") as folder:
         files = []
         for index, upload in enumerate(uploads):
-            # Our own name on disk, keeping only the suffixes: an uploaded name is never a path.
             suffixes = "".join(Path(upload.name).suffixes[-2:]).lower()
             target = Path(folder) / f"upload-{index}{suffixes}"
             with target.open("wb") as out:
                 for chunk in upload.chunks():
                     out.write(chunk)
             files.append((target, Path(upload.name).name))
+        yield files
+
+
+def uploads_ingest(*, dataset: Dataset, uploads: Iterable, align: bool = True) -> list[IngestResult]:
+    """Ingest files uploaded through the admin or the API, then queue alignment of the stored ones."""
+    from .volumes import alignment_job_create  # volumes imports the ML stack; keep this module light
+
+    with saved_uploads(uploads) as files:
         results = volumes_ingest(dataset=dataset, files=files)
     if align:
         for result in results:

@@ -114,3 +114,109 @@ class TrainingJob(LeasedJob):
     @property
     def storage_prefix(self) -> str:
         return f"training/{self.pk}"
+
+
+class BankImage(models.Model):
+    """One image a reader may be shown, real or synthetic, rendered by the one renderer.
+
+    Provenance: a real slice is (volume, grid index); ours is (training job, latent seed); an
+    imported one is (generator name, file checksum). ``storage_key`` is opaque and random: the
+    file's name says nothing. Once shown in a session (``first_shown_at``) an image is evidence:
+    it may be excluded from new sessions, never changed or deleted."""
+
+    class ImageClass(models.TextChoices):
+        REAL = "real"
+        SYNTHETIC = "synthetic"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        EXCLUDED = "excluded"
+
+    # Fields an evidence image may still change: its status and why.
+    MUTABLE_WHEN_EVIDENCE = frozenset({"status", "exclusion_reason"})
+
+    image_class = models.CharField(max_length=16, choices=ImageClass.choices, db_index=True)
+    volume = models.ForeignKey(Volume, on_delete=models.PROTECT, null=True, blank=True, related_name="bank_images")
+    grid_index = models.PositiveIntegerField(null=True, blank=True)
+    training_job = models.ForeignKey(
+        TrainingJob, on_delete=models.PROTECT, null=True, blank=True, related_name="bank_images"
+    )
+    latent_seed = models.BigIntegerField(null=True, blank=True)
+    generator_name = models.CharField(max_length=100, blank=True, help_text="An imported image's generator.")
+    external_checksum = models.CharField(max_length=64, blank=True, help_text="sha256 of the imported file.")
+    note = models.TextField(blank=True)
+    fill_job = models.ForeignKey("BankFillJob", on_delete=models.PROTECT, null=True, blank=True, related_name="images")
+    storage_key = models.CharField(max_length=32, unique=True)
+    file = models.FileField(upload_to="bank/", max_length=255)
+    matrix_size = models.PositiveIntegerField()
+    pixel_checksum = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    exclusion_reason = models.CharField(max_length=255, blank=True)
+    nearest_training_distance = models.FloatField(null=True, blank=True)
+    first_shown_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["image_class", "status"])]
+
+    def __str__(self) -> str:
+        return f"bank image {self.pk} ({self.image_class}, {self.status})"
+
+    @property
+    def is_evidence(self) -> bool:
+        return self.first_shown_at is not None
+
+    @property
+    def provenance(self) -> str:
+        if self.volume_id is not None:
+            return f"{self.volume} grid slice {self.grid_index}"
+        if self.training_job_id is not None:
+            return f"training job {self.training_job_id}, latent seed {self.latent_seed}"
+        return f"{self.generator_name} (file sha256 {self.external_checksum[:12]}…)"
+
+    def save(self, *args, **kwargs) -> None:  # noqa: DJ012 (beside delete: the two guards of evidence)
+        if self.pk is not None:
+            stored = BankImage.objects.filter(pk=self.pk).values().first()
+            if stored and stored["first_shown_at"] is not None:
+                changed = {name for name, value in stored.items() if _field_value(self, name) != value}
+                if changed - self.MUTABLE_WHEN_EVIDENCE:
+                    raise EvidenceFrozen(f"{self} has been shown to a reader; only its status may change.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if self.is_evidence or BankImage.objects.filter(pk=self.pk, first_shown_at__isnull=False).exists():
+            raise EvidenceFrozen(f"{self} has been shown to a reader; exclude it instead of deleting it.")
+        return super().delete(*args, **kwargs)
+
+
+def _field_value(image: "BankImage", column: str):
+    value = getattr(image, column)
+    return value.name if hasattr(value, "name") and column == "file" else value
+
+
+class EvidenceFrozen(Exception):
+    """An attempt to change or delete data that has become evidence of a study."""
+
+
+class BankFillJob(LeasedJob):
+    """Fills the bank from a finished training job: generate, screen, render, store; and real
+    slices from the grid it trained on. On the `gpu` queue."""
+
+    task_name = "generator.tasks.bank_fill_run"
+
+    training_job = models.ForeignKey(TrainingJob, on_delete=models.PROTECT, related_name="bank_fills")
+    synthetic_count = models.PositiveIntegerField()
+    real_count = models.PositiveIntegerField()
+    held_out_dataset = models.ForeignKey(
+        Dataset,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Volumes of other subjects, never trained on: they set the screen's threshold.",
+    )
+    seed = models.BigIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True, help_text="Threshold, exclusions, data-copying statistic.")
+
+    def __str__(self) -> str:
+        return f"bank fill {self.pk} from training job {self.training_job_id}"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from rest_framework import serializers
 
-from .models import Dataset, TrainingJob, Volume
+from .models import BankFillJob, Dataset, TrainingJob, Volume
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -120,3 +120,30 @@ class TrainingJobCreateSerializer(serializers.Serializer):
     label_smoothing = serializers.FloatField(min_value=0.0, max_value=0.5, required=False)
     discriminator_input_batchnorm = serializers.BooleanField(required=False)
     mixed_precision = serializers.ChoiceField(choices=["auto", "on", "off"], required=False)
+
+
+class BankFillJobSerializer(serializers.ModelSerializer):
+    training_job = serializers.PrimaryKeyRelatedField(queryset=TrainingJob.objects.all())
+    held_out_dataset = serializers.SlugRelatedField(
+        slug_field="name", queryset=Dataset.objects.all(), required=False, allow_null=True
+    )
+    real_count = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    synthetic_count = serializers.IntegerField(min_value=1)
+
+    class Meta:
+        model = BankFillJob
+        fields = [
+            "id",
+            "training_job",
+            "synthetic_count",
+            "real_count",
+            "held_out_dataset",
+            "seed",
+            "state",
+            "progress",
+            "report",
+            "error",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = ["id", "state", "progress", "report", "error", "created_at", "finished_at"]

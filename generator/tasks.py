@@ -8,7 +8,8 @@ from celery import shared_task
 
 from readerstudy.jobs import job_run
 
-from .models import AlignmentJob, TrainingJob
+from .bank import bank_fill_work
+from .models import AlignmentJob, BankFillJob, TrainingJob
 from .training_jobs import training_job_work
 from .volumes import alignment_job_work
 
@@ -22,4 +23,10 @@ def alignment_run(*, job_id: int) -> str | None:
 @shared_task(name="generator.tasks.training_run")
 def training_run(*, job_id: int) -> str | None:
     final = job_run(model=TrainingJob, job_id=job_id, work=training_job_work)
+    return final.value if final else None
+
+
+@shared_task(name="generator.tasks.bank_fill_run")
+def bank_fill_run(*, job_id: int) -> str | None:
+    final = job_run(model=BankFillJob, job_id=job_id, work=bank_fill_work)
     return final.value if final else None

@@ -9,6 +9,7 @@ router = SimpleRouter()
 router.register("datasets", api.DatasetViewSet, basename="dataset")
 router.register("volumes", api.VolumeViewSet, basename="volume")
 router.register("training-jobs", api.TrainingJobViewSet, basename="training-job")
+router.register("bank-fills", api.BankFillJobViewSet, basename="bank-fill")
 api_urlpatterns = router.urls
 
 urlpatterns = [
@@ -20,4 +21,7 @@ urlpatterns = [
     path("training/<int:job_id>/samples.png", views.training_samples, name="training-samples"),
     path("training/<int:job_id>/loss.png", views.training_loss, name="training-loss"),
     path("training/<int:job_id>/generator.keras", views.training_generator, name="training-generator"),
+    path("training/<int:job_id>/fill/", views.training_fill, name="training-fill"),
+    path("bank/", views.bank_browser, name="bank"),
+    path("bank/<int:image_id>.png", views.bank_image_file, name="bank-image"),
 ]

@@ -4,6 +4,7 @@ files only admins may fetch (previews, samples, loss plots, generators)."""
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.files.storage import default_storage
+from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -11,8 +12,10 @@ from django.views.decorators.http import require_POST
 from readerstudy.jobs import job_cancel
 from readerstudy.roles import role_required
 
-from .forms import TrainingJobForm
-from .models import TrainingJob, Volume
+from .bank import bank_counts, bank_fill_create, images_import
+from .forms import BankFillForm, ImageImportForm, TrainingJobForm
+from .ingest import saved_uploads
+from .models import BankImage, TrainingJob, Volume
 from .serializers import TrainingJobSerializer
 from .training_jobs import preset_form_defaults, training_job_create
 
@@ -55,7 +58,13 @@ def training_new(request: HttpRequest) -> HttpResponse:
 @role_required()
 def training_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(TrainingJob.objects.select_related("dataset"), pk=job_id)
-    return render(request, "generator/training_detail.html", {"job": job, "data": TrainingJobSerializer(job).data})
+    context = {
+        "job": job,
+        "data": TrainingJobSerializer(job).data,
+        "fill_form": BankFillForm(),
+        "fills": job.bank_fills.select_related("held_out_dataset").order_by("-created_at"),
+    }
+    return render(request, "generator/training_detail.html", context)
 
 
 @require_POST
@@ -92,3 +101,59 @@ def training_generator(request: HttpRequest, job_id: int) -> FileResponse:
     return _private_file(
         job.generator_file.open("rb"), "application/octet-stream", f"synthread-job{job.pk}-{job.preset}.keras"
     )
+
+
+@require_POST
+@role_required()
+def training_fill(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(TrainingJob, pk=job_id)
+    form = BankFillForm(request.POST)
+    if form.is_valid():
+        try:
+            fill = bank_fill_create(training_job=job, **form.cleaned_data)
+        except ValueError as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, f"Bank fill {fill.pk} queued on the GPU queue.")
+    else:
+        messages.error(request, f"Bank fill not queued: {form.errors.as_text()}")
+    return redirect("training-detail", job_id=job_id)
+
+
+@role_required()
+def bank_browser(request: HttpRequest) -> HttpResponse:
+    """Admins' view of the bank: a paged thumbnail grid with filters, counts, and an import form."""
+    import_form = ImageImportForm(request.POST or None, request.FILES or None)
+    import_results = []
+    if request.method == "POST" and import_form.is_valid():
+        data = import_form.cleaned_data
+        with saved_uploads(data["files"]) as files:
+            import_results = images_import(
+                files=files,
+                generator_name=data["generator_name"],
+                image_class=data["image_class"],
+                note=data["note"],
+                expected_size=data["expected_size"],
+            )
+    images = BankImage.objects.select_related("volume__dataset").order_by("-created_at")
+    filters = {key: request.GET.get(key, "") for key in ("image_class", "status", "training_job", "generator_name")}
+    for key, value in filters.items():
+        if value:
+            images = images.filter(**{key: value})
+    page = Paginator(images, 48).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "filters": filters,
+        "counts": bank_counts(),
+        "import_form": import_form,
+        "import_results": import_results,
+        "generators": BankImage.objects.exclude(generator_name="").values_list("generator_name", flat=True).distinct(),
+        "jobs": TrainingJob.objects.filter(bank_images__isnull=False).distinct().values_list("pk", flat=True),
+    }
+    return render(request, "generator/bank.html", context)
+
+
+@role_required()
+def bank_image_file(request: HttpRequest, image_id: int) -> FileResponse:
+    image = get_object_or_404(BankImage, pk=image_id)
+    return _private_file(image.file.open("rb"), "image/png")

@@ -411,3 +411,11 @@ def _save_loss_plot(history: dict[str, list], steps_per_epoch: int, path: Path) 
     figure.savefig(partial, format="png")
     os.replace(partial, path)
     return path
+
+
+def generate_from_seeds(generator: keras.Model, seeds: list[int]) -> np.ndarray:
+    """One image per latent seed, [n, s, s]: image i equals ``generate(generator, 1, seeds[i])``, so
+    every bank image can be recomputed from (generator, seed)."""
+    z_dim = generator.input_shape[-1]
+    z = np.stack([np.random.default_rng(seed).uniform(-1.0, 1.0, (1, z_dim))[0] for seed in seeds]).astype(np.float32)
+    return _generate_from_z(generator, z)[..., 0]

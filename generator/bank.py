@@ -1,0 +1,267 @@
+"""The image bank: store rendered images, fill the bank from a training job (generate, screen,
+render, store), and import images made by any other generator."""
+
+import logging
+import secrets
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import Count
+
+from generator.ml.grid import PAPER_GRID
+from generator.ml.image_import import ImageImportError, file_sha256, load_external_image
+from generator.ml.rendering import pixel_checksum, render_png, to_display_uint8
+from generator.ml.slicing import sample_slices
+from readerstudy.jobs import JobHandle, job_enqueue
+
+from .models import BankFillJob, BankImage, Dataset, TrainingJob, Volume
+from .volumes import volume_slice_source
+
+logger = logging.getLogger(__name__)
+
+BATCH = 64
+HELD_OUT_SLICES_PER_VOLUME = 200
+# Latent seeds of a fill are fill_seed * SEED_STRIDE + i: distinct across fills, recomputable.
+SEED_STRIDE = 1_000_000
+
+
+def bank_image_store(*, pixels: np.ndarray, image_class: str, **provenance) -> BankImage:
+    """Render through the one renderer and store under an opaque random key."""
+    key = secrets.token_hex(16)
+    image = BankImage(
+        image_class=image_class,
+        storage_key=key,
+        matrix_size=int(pixels.shape[0]),
+        pixel_checksum=pixel_checksum(to_display_uint8(pixels)),
+        **provenance,
+    )
+    image.file.save(f"{key}.png", ContentFile(render_png(pixels)), save=False)
+    image.save()
+    return image
+
+
+def bank_image_exclude(*, image: BankImage, reason: str) -> None:
+    image.status = BankImage.Status.EXCLUDED
+    image.exclusion_reason = reason[:255]
+    image.save(update_fields=["status", "exclusion_reason"])
+
+
+def bank_counts() -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {
+        c: {s: 0 for s in BankImage.Status.values} for c in BankImage.ImageClass.values
+    }
+    for row in BankImage.objects.values("image_class", "status").order_by().annotate(n=Count("pk")):
+        counts[row["image_class"]][row["status"]] = row["n"]
+    return counts
+
+
+# --- Filling from our generator ---------------------------------------------------------------
+
+
+def bank_fill_create(
+    *,
+    training_job: TrainingJob,
+    synthetic_count: int,
+    real_count: int | None = None,
+    held_out_dataset: Dataset | None = None,
+    seed: int = 0,
+) -> BankFillJob:
+    if training_job.state != "succeeded" or not training_job.generator_file:
+        raise ValueError(f"Training job {training_job.pk} has not finished with a generator yet.")
+    if synthetic_count < 1:
+        raise ValueError("Ask for at least one synthetic image.")
+    if held_out_dataset is not None and held_out_dataset.pk == training_job.dataset_id:
+        raise ValueError("The held-out dataset must hold other subjects than the training dataset.")
+    with transaction.atomic():
+        job = BankFillJob.objects.create(
+            training_job=training_job,
+            synthetic_count=synthetic_count,
+            real_count=synthetic_count if real_count is None else real_count,
+            held_out_dataset=held_out_dataset,
+            seed=seed,
+        )
+        job_enqueue(job=job)
+    return job
+
+
+def _ready_volumes(dataset: Dataset) -> list[tuple[Volume, object]]:
+    """Each aligned volume of a dataset with its slice source."""
+    return [(v, volume_slice_source(volume=v)) for v in dataset.volumes.filter(status=Volume.Status.READY)]
+
+
+def _grid_slices(source, indices: np.ndarray, *, size: int, fov_mm: float) -> np.ndarray:
+    params = PAPER_GRID.params_array(indices)
+    return sample_slices(
+        source.volume, source.voxel_from_world, params, centre_mm=source.centre_mm, matrix_size=size, fov_mm=fov_mm
+    )
+
+
+def _screen_index(sources: list, *, size: int, fov_mm: float):
+    from generator.ml.screening import ScreenIndex, SliceKey, screening_grid_indices
+
+    indices = screening_grid_indices()
+
+    def batches():
+        for source in sources:
+            for start in range(0, len(indices), 1024):
+                chunk = indices[start : start + 1024]
+                slices = _grid_slices(source, chunk, size=size, fov_mm=fov_mm)
+                yield slices, [SliceKey(source.name, int(i)) for i in chunk]
+
+    return ScreenIndex.from_batches(batches())
+
+
+def _held_out_images(dataset: Dataset | None, *, size: int, fov_mm: float, seed: int) -> np.ndarray | None:
+    if dataset is None:
+        return None
+    rng = np.random.default_rng(seed)
+    images = [
+        _grid_slices(
+            source,
+            np.sort(rng.choice(len(PAPER_GRID), HELD_OUT_SLICES_PER_VOLUME, replace=False)),
+            size=size,
+            fov_mm=fov_mm,
+        )
+        for _, source in _ready_volumes(dataset)
+    ]
+    return np.concatenate(images) if images else None
+
+
+def bank_fill_work(job: BankFillJob, handle: JobHandle) -> None:
+    from generator.ml.dcgan import TrainingConfig
+    from generator.ml.screening import (
+        data_copying_statistic,
+        screen,
+        threshold_from_held_out,
+        threshold_without_held_out,
+    )
+    from generator.ml.training import generate_from_seeds, load_generator
+
+    training_job = job.training_job
+    size = TrainingConfig.from_dict(training_job.config).size
+    fov_mm = training_job.dataset.fov_mm
+    total = job.synthetic_count + job.real_count
+    # Re-running a fill (a worker died) continues where the stored images end.
+    synthetic_done = job.images.filter(image_class=BankImage.ImageClass.SYNTHETIC).count()
+    real_done = job.images.filter(image_class=BankImage.ImageClass.REAL).count()
+    handle.report(step=synthetic_done + real_done, total=total, stage="building the memorisation screen")
+
+    volumes_and_sources = _ready_volumes(training_job.dataset)
+    sources = [source for _, source in volumes_and_sources]
+    index = _screen_index(sources, size=size, fov_mm=fov_mm)
+    held_out = _held_out_images(job.held_out_dataset, size=size, fov_mm=fov_mm, seed=job.seed)
+    if held_out is not None and len(held_out):
+        threshold = threshold_from_held_out(index, held_out)
+    else:
+        threshold = threshold_without_held_out(index)
+
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder) / "generator.keras"
+        with training_job.generator_file.open("rb") as stored, local.open("wb") as out:
+            out.write(stored.read())
+        generator = load_generator(local)
+
+    generated_features = []
+    for start in range(synthetic_done, job.synthetic_count, BATCH):
+        handle.checkpoint()
+        seeds = [job.seed * SEED_STRIDE + i for i in range(start, min(start + BATCH, job.synthetic_count))]
+        images = generate_from_seeds(generator, seeds)
+        generated_features.append(index.features_of(images))
+        for seed, pixels, result in zip(seeds, images, screen(index, images, threshold), strict=True):
+            bank_image_store(
+                pixels=pixels,
+                image_class=BankImage.ImageClass.SYNTHETIC,
+                training_job=training_job,
+                latent_seed=seed,
+                fill_job=job,
+                nearest_training_distance=result.distance,
+                status=BankImage.Status.EXCLUDED if result.excluded else BankImage.Status.ACTIVE,
+                exclusion_reason=result.reason[:255],
+            )
+        handle.report(step=start + len(seeds) + real_done, total=total, stage="generating")
+
+    # Real images come from the very grid the generator trained on, each recording its slice.
+    rng = np.random.default_rng(job.seed)
+    picks = [(int(rng.integers(len(sources))), int(rng.integers(len(PAPER_GRID)))) for _ in range(job.real_count)]
+    for start in range(real_done, job.real_count, BATCH):
+        handle.checkpoint()
+        for source_index, grid_index in picks[start : start + BATCH]:
+            volume, source = volumes_and_sources[source_index]
+            pixels = _grid_slices(source, np.array([grid_index]), size=size, fov_mm=fov_mm)[0]
+            bank_image_store(
+                pixels=pixels,
+                image_class=BankImage.ImageClass.REAL,
+                volume=volume,
+                grid_index=grid_index,
+                fill_job=job,
+            )
+        handle.report(step=job.synthetic_count + min(start + BATCH, job.real_count), total=total, stage="real slices")
+
+    copying = data_copying_statistic(
+        index.reference_features,
+        index.features_of(held_out) if held_out is not None and len(held_out) else None,
+        np.concatenate(generated_features) if generated_features else index.features_of(np.zeros((0, size, size))),
+        seed=job.seed,
+    )
+    report = {
+        "threshold": float(threshold),
+        "threshold_basis": getattr(threshold, "basis", ""),
+        "threshold_note": getattr(threshold, "note", ""),
+        "excluded": job.images.filter(status=BankImage.Status.EXCLUDED).count(),
+        "data_copying": copying.value,
+        "data_copying_cells": copying.cells_used,
+        "data_copying_note": copying.note,
+    }
+    BankFillJob.objects.filter(pk=job.pk).update(report=report)
+    handle.report(step=total, total=total, stage="done")
+
+
+# --- Importing any generator's images ---------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    name: str
+    ok: bool
+    message: str
+    image: BankImage | None = None
+
+
+def images_import(
+    *,
+    files: Iterable[tuple[Path, str]],
+    generator_name: str,
+    image_class: str,
+    note: str = "",
+    expected_size: int | None = None,
+) -> list[ImportResult]:
+    """Import 2D images made elsewhere through the same renderer; a bad file never costs the rest."""
+    if image_class not in BankImage.ImageClass.values:
+        raise ValueError(f"Class must be 'real' or 'synthetic', not {image_class!r}.")
+    if not generator_name.strip():
+        raise ValueError("Name the generator (or the source of the real images).")
+    results = []
+    for path, name in files:
+        try:
+            imported = load_external_image(Path(path), expected_size=expected_size)
+            image = bank_image_store(
+                pixels=imported.pixels,
+                image_class=image_class,
+                generator_name=generator_name.strip(),
+                external_checksum=file_sha256(Path(path)),
+                note=note,
+            )
+        except ImageImportError as error:
+            results.append(ImportResult(name, False, str(error)))
+            continue
+        except Exception as error:  # a reader library's surprise must not cost the rest of the batch
+            logger.exception("Unexpected failure importing %s", name)
+            results.append(ImportResult(name, False, f"Could not read this file: {type(error).__name__}: {error}"))
+            continue
+        results.append(ImportResult(name, True, f"Imported as {image} ({image.matrix_size}²).", image))
+    return results
