@@ -58,11 +58,15 @@ class Command(BaseCommand):
         env = {**os.environ, "PYTHON": sys.executable, "WEB_BIND": bind}
         worker_log = log_dir / "worker.log"
         self.stdout.write(f"Starting a Celery worker (log: {worker_log}) and the web server on {bind} ...")
-        worker = subprocess.Popen(
-            [str(root / "bin" / "worker"), "all", "--loglevel", "INFO", "--logfile", str(worker_log)],
-            env=env,
-            start_new_session=True,
-        )
+        # The worker's chatter goes to its log file, so the terminal shows the server and the logins.
+        with worker_log.open("ab") as worker_output:
+            worker = subprocess.Popen(
+                [str(root / "bin" / "worker"), "all", "--loglevel", "INFO"],
+                env=env,
+                start_new_session=True,
+                stdout=worker_output,
+                stderr=subprocess.STDOUT,
+            )
         web = subprocess.Popen([str(root / "bin" / "web")], env=env, start_new_session=True)
         processes = {"worker": worker, "web server": web}
         try:
