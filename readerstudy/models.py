@@ -1,6 +1,7 @@
 """Models of the reading app. Studies, readers, sessions and calls arrive with the reading issue;
 here: worker heartbeats, and the probe job that checks a worker set-up end to end."""
 
+from django.conf import settings
 from django.db import models
 
 from .jobs import LeasedJob
@@ -56,3 +57,99 @@ class ProbeTick(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}:{self.step} by {self.owner}"
+
+
+class Study(models.Model):
+    """A blinded real-or-synthetic reader study; its defaults are the paper's protocol.
+
+    Settings that shape the evidence freeze once any session has started (reading issue)."""
+
+    class State(models.TextChoices):
+        DRAFT = "draft"
+        OPEN = "open"
+        CLOSED = "closed"
+
+    name = models.CharField(max_length=200, unique=True)
+    instructions = models.TextField(blank=True)
+    consent_text = models.TextField(blank=True, help_text="If set, a reader must accept it before reading.")
+    images_per_session = models.PositiveIntegerField(default=50)
+    synthetic_min = models.PositiveIntegerField(default=20)
+    synthetic_max = models.PositiveIntegerField(default=30)
+    time_limit_s = models.FloatField(null=True, blank=True, default=10.0, help_text="Empty: unlimited.")
+    training_images = models.PositiveIntegerField(default=10, help_text="Half real, half synthetic.")
+    training_feedback = models.BooleanField(default=True, help_text="Show the answer after each training call.")
+    fixed_set = models.BooleanField(default=False, help_text="Every reader gets the same images, in their own order.")
+    fixed_main_set = models.JSONField(default=list, blank=True)
+    fixed_training_set = models.JSONField(default=list, blank=True)
+    main_pool = models.ManyToManyField("generator.BankImage", related_name="main_pool_of", blank=True)
+    training_pool = models.ManyToManyField("generator.BankImage", related_name="training_pool_of", blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Reader(models.Model):
+    class Role(models.TextChoices):
+        NEURORADIOLOGIST = "neuroradiologist"
+        RADIOLOGIST = "radiologist", "other radiologist"
+        RESIDENT = "resident"
+        OTHER = "other"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="readings")
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="readers")
+    role = models.CharField(max_length=32, choices=Role.choices, default=Role.OTHER)
+    years_experience = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "study"], name="one_reader_per_user_and_study")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.study}"
+
+
+class ReadingSession(models.Model):
+    """One reader's session: its seed and order are stored, so it can be rebuilt and audited."""
+
+    reader = models.OneToOneField(Reader, on_delete=models.PROTECT, related_name="session")
+    seed = models.BigIntegerField()
+    synthetic_count = models.PositiveIntegerField()
+    main_order = models.JSONField(help_text="Bank image ids of the main phase, in reading order.")
+    training_order = models.JSONField(help_text="Bank image ids of the training phase, in reading order.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"session of {self.reader}"
+
+
+class Trial(models.Model):
+    """One image of a session, behind its own unguessable token; ends with a call or expired."""
+
+    class Phase(models.TextChoices):
+        TRAINING = "training"
+        MAIN = "main"
+
+    class Call(models.TextChoices):
+        REAL = "real"
+        SYNTHETIC = "synthetic"
+
+    session = models.ForeignKey(ReadingSession, on_delete=models.PROTECT, related_name="trials")
+    phase = models.CharField(max_length=16, choices=Phase.choices)
+    position = models.PositiveIntegerField(help_text="Order within the whole session, training first.")
+    bank_image = models.ForeignKey("generator.BankImage", on_delete=models.PROTECT, related_name="trials")
+    token = models.CharField(max_length=64, unique=True)
+    shown_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    call = models.CharField(max_length=16, choices=Call.choices, blank=True)
+    expired = models.BooleanField(default=False)
+    confidence = models.PositiveSmallIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "position"], name="one_trial_per_position")]
+        ordering = ["session", "position"]
+
+    def __str__(self) -> str:
+        return f"trial {self.position} of {self.session}"
