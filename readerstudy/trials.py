@@ -1,0 +1,124 @@
+"""The server's clock over trials: serving an image starts it, one call or expiry ends it.
+
+DESIGN.md, "Trials and the timer": a trial's clock starts when its image is first served; a
+reload within the window serves the same image without restarting the clock; a call arriving
+within the time limit plus a grace of 1 s is recorded, later the trial is recorded expired (also
+lazily, on the reader's next request); after the window the token is dead. Calls are idempotent
+per trial: a replay returns the stored call, a different second call is refused. This module is
+the ONE place that decides whether a call is allowed now; pages and the API both call it.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from generator.models import BankImage
+
+from .models import ReadingSession, Trial
+
+GRACE_S = 1.0
+CONFIDENCE_RANGE = range(1, 6)
+
+
+class TrialNotFound(Exception):
+    """No such trial for this reader now (forged, dead, another reader's): a 404 with no hint."""
+
+
+class CallInvalid(ValueError):
+    """A malformed call (400)."""
+
+
+class CallRefused(Exception):
+    """A well-formed call that cannot be recorded now; the message says why (409)."""
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    trial: Trial
+    replayed: bool
+
+
+def _deadline(trial: Trial, time_limit_s: float | None) -> datetime | None:
+    if time_limit_s is None or trial.shown_at is None:
+        return None
+    return trial.shown_at + timedelta(seconds=time_limit_s + GRACE_S)
+
+
+def _ended(trial: Trial) -> bool:
+    return bool(trial.call) or trial.expired
+
+
+def _expire_if_late(trial: Trial, time_limit_s: float | None, now: datetime) -> bool:
+    deadline = _deadline(trial, time_limit_s)
+    if deadline is not None and now > deadline and not _ended(trial):
+        trial.expired = True
+        trial.save(update_fields=["expired"])
+        return True
+    return False
+
+
+def trial_current(*, session: ReadingSession, now: datetime | None = None) -> Trial | None:
+    """The reader's current trial, expiring on the way any whose time ran out (a closed tab)."""
+    now = now or timezone.now()
+    time_limit_s = session.reader.study.time_limit_s
+    with transaction.atomic():
+        for trial in session.trials.select_for_update().filter(call="", expired=False).order_by("position"):
+            if not _expire_if_late(trial, time_limit_s, now):
+                return trial
+    return None
+
+
+def trial_serve(*, session: ReadingSession, token: str, now: datetime | None = None) -> Trial:
+    """The trial behind a token, if it is this reader's current one; its clock starts now if the
+    image was never served, and a reload within the window changes nothing."""
+    now = now or timezone.now()
+    current = trial_current(session=session, now=now)
+    if current is None or current.token != token:
+        raise TrialNotFound
+    if current.shown_at is None:
+        current.shown_at = now
+        current.save(update_fields=["shown_at"])
+        # From now on the image is evidence: it can be excluded, never changed or deleted.
+        BankImage.objects.filter(pk=current.bank_image_id, first_shown_at__isnull=True).update(first_shown_at=now)
+    return current
+
+
+def call_record(
+    *,
+    session: ReadingSession,
+    token: str,
+    call: str,
+    confidence: int | None = None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> CallOutcome:
+    """Record a reader's call on a trial, exactly once, if it is allowed now."""
+    now = now or timezone.now()
+    if call not in Trial.Call.values:
+        raise CallInvalid("A call is 'real' or 'synthetic'.")
+    if confidence is not None and confidence not in CONFIDENCE_RANGE:
+        raise CallInvalid("Confidence runs from 1 to 5.")
+    with transaction.atomic():
+        trial = session.trials.select_for_update().filter(token=token).first()
+        if trial is None:
+            raise TrialNotFound
+        if trial.call:
+            if trial.call == call:
+                return CallOutcome(trial, replayed=True)
+            raise CallRefused(f"This image was already called '{trial.call}'; a call cannot be changed.")
+        if trial.expired:
+            raise CallRefused("Time ran out for this image; it was recorded as expired.")
+        if trial.shown_at is None:
+            raise CallRefused("This image has not been shown yet.")
+        earlier_open = session.trials.filter(position__lt=trial.position, call="", expired=False).exists()
+        if earlier_open:
+            raise CallRefused("This is not your current image.")
+        late = _expire_if_late(trial, session.reader.study.time_limit_s, now)
+        if not late:
+            trial.call, trial.confidence, trial.reason, trial.answered_at = call, confidence, reason.strip(), now
+            trial.save(update_fields=["call", "confidence", "reason", "answered_at"])
+    if late:  # raised after the commit: the expiry is recorded, the call is not
+        raise CallRefused("The call came after the time limit; the image was recorded as expired.")
+    return CallOutcome(trial, replayed=False)
