@@ -137,3 +137,16 @@ def session_build(*, reader: Reader, seed: int | None = None) -> ReadingSession:
             for position, (phase, image_id) in enumerate(phases)
         )
     return session
+
+
+def reader_session(*, user, study_id: int) -> ReadingSession:
+    """The signed-in reader's session of a study, built on first use while the study is open."""
+    reader = Reader.objects.select_related("study").filter(user=user, study_id=study_id).first()
+    if reader is None:
+        raise SessionError("You are not a reader of this study.")
+    session = ReadingSession.objects.filter(reader=reader).first()
+    if session is not None:
+        return session
+    if reader.study.state != Study.State.OPEN:
+        raise SessionError("This study is not open for reading.")
+    return session_build(reader=reader)

@@ -12,6 +12,8 @@ from . import api, views
 
 api_v1 = [
     path("me/", api.MeView.as_view(), name="api-me"),
+    path("me/session", api.MySessionView.as_view(), name="api-me-session"),
+    path("me/calls", api.MyCallsView.as_view(), name="api-me-calls"),
     *generator_urls.api_urlpatterns,
 ]
 
@@ -21,6 +23,7 @@ urlpatterns = [
     path("no-role/", views.no_role, name="no-role"),
     path("results/", views.results_home, name="results-home"),
     path("reading/", views.reading_home, name="reading-home"),
+    path("reading/image/<str:token>", views.reading_image, name="reading-image"),
     path("healthz", views.healthz, name="healthz"),
     path(
         "accounts/login/",

@@ -2,13 +2,15 @@
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from .health import health_report
+from .models import Trial
 from .roles import Role, redirect_home, role_required
+from .trials import TrialNotFound, trial_serve
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -45,3 +47,20 @@ def reading_home(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> JsonResponse:
     report = health_report()
     return JsonResponse(report, status=200 if report["ok"] else 503)
+
+
+@role_required(Role.READER)
+def reading_image(request: HttpRequest, token: str) -> HttpResponse:
+    """The current trial's image. The same headers for every image; no ETag, no Last-Modified;
+    the token is the only name it has. Anything else is a 404 with no hint."""
+    trial = Trial.objects.select_related("session").filter(token=token, session__reader__user=request.user).first()
+    if trial is None:
+        raise Http404
+    try:
+        served = trial_serve(session=trial.session, token=token)
+    except TrialNotFound:
+        raise Http404 from None
+    with served.bank_image.file.open("rb") as stored:
+        response = HttpResponse(stored.read(), content_type="image/png")
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,121 @@
+"""The reader's API and image endpoint: per-trial tokens usable only by their reader, identical
+headers and byte lengths for both classes, feedback only in training."""
+
+import numpy as np
+import pytest
+
+from generator.bank import bank_image_store
+from readerstudy.models import Reader, Study
+from readerstudy.sessions import study_set_pools
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _bank(count: int, image_class: str, rng) -> list:
+    return [
+        bank_image_store(
+            pixels=rng.uniform(-1, 1, (64, 64)).astype(np.float32), image_class=image_class, generator_name="t"
+        )
+        for _ in range(count)
+    ]
+
+
+@pytest.fixture
+def study():
+    rng = np.random.default_rng(0)
+    study = Study.objects.create(
+        name="api", images_per_session=6, synthetic_min=3, synthetic_max=3, training_images=2, state=Study.State.OPEN
+    )
+    study_set_pools(
+        study=study,
+        main_pool=_bank(4, "real", rng) + _bank(4, "synthetic", rng),
+        training_pool=_bank(1, "real", rng) + _bank(1, "synthetic", rng),
+    )
+    return study
+
+
+def _reader(client, study):
+    user = UserFactory(role="readers")
+    Reader.objects.create(user=user, study=study)
+    client.force_login(user)
+    return user
+
+
+def test_a_reader_reads_a_whole_session_through_the_api(client, study):
+    _reader(client, study)
+    responses = []
+    while True:
+        state = client.get(f"/api/v1/me/session?study={study.pk}").json()
+        if state["phase"] == "finished":
+            break
+        image = client.get(state["image_url"])
+        assert image.status_code == 200
+        responses.append((state["phase"], image))
+        result = client.post(
+            f"/api/v1/me/calls?study={study.pk}",
+            {"token": state["token"], "call": "real"},
+            content_type="application/json",
+        )
+        assert result.status_code == 201
+        body = result.json()
+        if state["phase"] == "training":
+            assert body["truth"] in ("real", "synthetic")  # feedback after each training call
+        else:
+            assert body["truth"] is None  # never in the main phase
+        assert "class" not in state and "real" not in state["image_url"] and "synthetic" not in state["image_url"]
+    assert [phase for phase, _ in responses] == ["training"] * 2 + ["main"] * 6
+    lengths = {len(image.content) for _, image in responses}
+    headers = {tuple(sorted((k, v) for k, v in image.items() if k not in ("Date",))) for _, image in responses}
+    assert len(lengths) == 1 and len(headers) == 1
+    header_names = {name.lower() for name, _ in next(iter(headers))}
+    assert "etag" not in header_names and "last-modified" not in header_names
+    assert dict(next(iter(headers)))["Cache-Control"] == "no-store"
+
+
+def test_another_readers_token_and_dead_tokens_are_404(client, study):
+    _reader(client, study)
+    token = client.get(f"/api/v1/me/session?study={study.pk}").json()["token"]
+    other = UserFactory(role="readers")
+    Reader.objects.create(user=other, study=study)
+    client.force_login(other)
+    assert client.get(f"/reading/image/{token}").status_code == 404
+    assert client.get("/reading/image/forged-token").status_code == 404
+    response = client.post(
+        f"/api/v1/me/calls?study={study.pk}", {"token": token, "call": "real"}, content_type="application/json"
+    )
+    assert response.status_code == 404
+
+
+def test_bad_calls_are_400_and_a_changed_call_is_refused(client, study):
+    _reader(client, study)
+    state = client.get(f"/api/v1/me/session?study={study.pk}").json()
+    client.get(state["image_url"])
+    url = f"/api/v1/me/calls?study={study.pk}"
+    assert (
+        client.post(url, {"token": state["token"], "call": "unknown"}, content_type="application/json").status_code
+        == 400
+    )
+    assert (
+        client.post(
+            url, {"token": state["token"], "call": "real", "confidence": 9}, content_type="application/json"
+        ).status_code
+        == 400
+    )
+    assert (
+        client.post(url, {"token": state["token"], "call": "real"}, content_type="application/json").status_code == 201
+    )
+    assert (
+        client.post(url, {"token": state["token"], "call": "real"}, content_type="application/json").status_code == 200
+    )
+    assert (
+        client.post(url, {"token": state["token"], "call": "synthetic"}, content_type="application/json").status_code
+        == 409
+    )
+
+
+def test_only_readers_of_the_study_get_a_session(client, study):
+    client.force_login(UserFactory(role="readers"))
+    assert client.get(f"/api/v1/me/session?study={study.pk}").status_code == 403
+    client.force_login(UserFactory(role="researchers"))
+    assert client.get("/reading/image/anything").status_code == 403
