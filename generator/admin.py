@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from readerstudy.admin import progress_bar
+from readerstudy.admin import LeasedJobAdmin
 
 from .bank import bank_fill_create, bank_image_exclude
 from .forms import VolumeUploadForm
@@ -163,29 +163,21 @@ class VolumeAdmin(admin.ModelAdmin):
 
 
 @admin.register(AlignmentJob)
-class AlignmentJobAdmin(admin.ModelAdmin):
+class AlignmentJobAdmin(LeasedJobAdmin):
     list_display = ("pk", "volume", "state", "progress_display", "attempts", "created_at", "error")
     list_filter = ("state",)
     readonly_fields = [field.name for field in AlignmentJob._meta.fields]
-
-    @admin.display(description="progress")
-    def progress_display(self, job: AlignmentJob) -> str:
-        return progress_bar(job)
 
     def has_add_permission(self, request) -> bool:
         return False
 
 
 @admin.register(TrainingJob)
-class TrainingJobAdmin(admin.ModelAdmin):
+class TrainingJobAdmin(LeasedJobAdmin):
     list_display = ("pk", "dataset", "preset", "state", "progress_display", "attempts", "created_at")
     list_filter = ("state", "preset")
     readonly_fields = [field.name for field in TrainingJob._meta.fields]
     actions = ["fill_bank"]
-
-    @admin.display(description="progress")
-    def progress_display(self, job: TrainingJob) -> str:
-        return progress_bar(job)
 
     def has_add_permission(self, request) -> bool:
         return False  # the "New training job" page builds the configuration from a preset
@@ -202,14 +194,10 @@ class TrainingJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(BankFillJob)
-class BankFillJobAdmin(admin.ModelAdmin):
+class BankFillJobAdmin(LeasedJobAdmin):
     list_display = ("pk", "training_job", "state", "progress_display", "synthetic_count", "real_count", "created_at")
     list_filter = ("state",)
     readonly_fields = [field.name for field in BankFillJob._meta.fields]
-
-    @admin.display(description="progress")
-    def progress_display(self, job: BankFillJob) -> str:
-        return progress_bar(job)
 
     def has_add_permission(self, request) -> bool:
         return False

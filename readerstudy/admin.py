@@ -15,8 +15,16 @@ def progress_bar(job) -> str:
     return format_html('<progress value="{}" max="{}"></progress> {}/{}', step, total, step, total)
 
 
+class LeasedJobAdmin(admin.ModelAdmin):
+    """Admin furniture every long job shares: a progress bar in the list."""
+
+    @admin.display(description="progress")
+    def progress_display(self, job) -> str:
+        return progress_bar(job)
+
+
 @admin.register(ProbeJob)
-class ProbeJobAdmin(admin.ModelAdmin):
+class ProbeJobAdmin(LeasedJobAdmin):
     list_display = ("pk", "queue", "state", "progress_display", "attempts", "lease_owner", "created_at")
     list_filter = ("state", "queue")
     readonly_fields = (
@@ -35,10 +43,6 @@ class ProbeJobAdmin(admin.ModelAdmin):
         "log",
     )
     actions = ["cancel_jobs", "run_again"]
-
-    @admin.display(description="progress")
-    def progress_display(self, job: ProbeJob) -> str:
-        return progress_bar(job)
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

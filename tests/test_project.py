@@ -113,3 +113,14 @@ def test_api_me_names_the_role(client):
     user = UserFactory(role="researchers")
     client.force_login(user)
     assert client.get("/api/v1/me/").json() == {"username": user.username, "role": "researchers"}
+
+
+@pytest.mark.django_db
+def test_every_admin_list_opens_for_admins(client):
+    from django.contrib import admin
+    from django.urls import reverse
+
+    client.force_login(UserFactory(role="admins"))
+    for model in admin.site._registry:
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        assert client.get(url).status_code == 200, url
