@@ -1,13 +1,10 @@
 """Queue a bank fill from a finished training job: synthetic images screened, real slices beside them."""
 
-import sys
-import time
-
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from generator.bank import bank_fill_create
 from generator.models import Dataset, TrainingJob
+from readerstudy.management.follow import job_follow
 
 
 class Command(BaseCommand):
@@ -43,15 +40,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Queued bank fill {fill.pk} ({fill.synthetic_count} synthetic, {fill.real_count} real).")
         if not wait:
             return
-        with tqdm(
-            total=fill.synthetic_count + fill.real_count, desc=f"bank fill {fill.pk}", unit="image", file=sys.stderr
-        ) as bar:
-            while not fill.is_finished:
-                time.sleep(1)
-                fill.refresh_from_db()
-                bar.update(fill.progress.get("step", 0) - bar.n)
-        if fill.state != "succeeded":
-            raise CommandError(f"Bank fill {fill.pk} ended {fill.state}. {fill.error}")
+        job_follow(fill, label=f"bank fill {fill.pk}", unit="image")
         report = fill.report
         copying = report.get("data_copying")
         self.stdout.write(

@@ -1,13 +1,10 @@
 """Queue a DCGAN training job on a dataset (the same job the browser's form creates)."""
 
-import sys
-import time
-
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from generator.models import Dataset, TrainingJob
 from generator.training_jobs import training_job_create
+from readerstudy.management.follow import job_follow
 
 
 class Command(BaseCommand):
@@ -46,16 +43,5 @@ class Command(BaseCommand):
             self._follow(job)
 
     def _follow(self, job: TrainingJob) -> None:
-        with tqdm(desc=f"training job {job.pk}", unit="step", file=sys.stderr) as bar:
-            while not job.is_finished:
-                time.sleep(1)
-                job.refresh_from_db()
-                progress = job.progress
-                if progress.get("total"):
-                    bar.total = progress["total"]
-                    bar.update(progress.get("step", 0) - bar.n)
-                    if "d_loss" in progress:
-                        bar.set_postfix(d_loss=progress["d_loss"], g_loss=progress["g_loss"])
-        if job.state != "succeeded":
-            raise CommandError(f"Training job {job.pk} ended {job.state}. {job.error}")
+        job_follow(job, label=f"training job {job.pk}", postfix_keys=("d_loss", "g_loss"))
         self.stdout.write(self.style.SUCCESS(f"Training job {job.pk} succeeded; generator: {job.generator_file.name}"))

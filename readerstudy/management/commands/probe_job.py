@@ -1,11 +1,8 @@
 """Queue a probe job (a diagnostic that exercises queue, lease, progress) and optionally wait."""
 
-import sys
-import time
-
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
+from readerstudy.management.follow import job_follow
 from readerstudy.models import ProbeJob
 from readerstudy.probes import probe_job_create
 
@@ -28,17 +25,11 @@ class Command(BaseCommand):
         self.stdout.write(f"Queued probe job {job.pk} on queue '{queue}'.")
         if not wait:
             return
-        deadline = time.monotonic() + timeout
-        with tqdm(total=steps, desc=f"probe job {job.pk}", unit="step", file=sys.stderr) as bar:
-            while not job.is_finished:
-                if time.monotonic() > deadline:
-                    raise CommandError(
-                        f"Probe job {job.pk} did not finish within {timeout:.0f} s (state: {job.state}). "
-                        f"Is a worker consuming the '{queue}' queue?"
-                    )
-                time.sleep(0.25)
-                job.refresh_from_db()
-                bar.update(int(job.progress.get("step", 0)) - bar.n)
-        if job.state != "succeeded":
-            raise CommandError(f"Probe job {job.pk} ended {job.state}: {job.error}")
+        job_follow(
+            job,
+            label=f"probe job {job.pk}",
+            poll_s=0.25,
+            timeout_s=timeout,
+            timeout_hint=f"Is a worker consuming the '{queue}' queue?",
+        )
         self.stdout.write(self.style.SUCCESS(f"Probe job {job.pk} succeeded after {job.attempts} attempt(s)."))
