@@ -1,8 +1,10 @@
-"""Models of the reading app. Studies, readers, sessions and calls arrive with the reading issue;
-here: worker heartbeats, and the probe job that checks a worker set-up end to end."""
+"""Models of the reading app: studies, readers, sessions and trials (the evidence); worker
+heartbeats, and the probe job that checks a worker set-up end to end."""
 
 from django.conf import settings
 from django.db import models
+
+from generator.models import EvidenceFrozen
 
 from .jobs import LeasedJob
 
@@ -62,7 +64,23 @@ class ProbeTick(models.Model):
 class Study(models.Model):
     """A blinded real-or-synthetic reader study; its defaults are the paper's protocol.
 
-    Settings that shape the evidence freeze once any session has started (reading issue)."""
+    Settings that shape the evidence (``EVIDENCE_FIELDS``) freeze once any session has started:
+    saving a change to one of them then raises ``EvidenceFrozen``."""
+
+    EVIDENCE_FIELDS = (
+        "images_per_session",
+        "synthetic_min",
+        "synthetic_max",
+        "time_limit_s",
+        "training_images",
+        "training_feedback",
+        "fixed_set",
+        "fixed_main_set",
+        "fixed_training_set",
+        "ask_confidence",
+        "ask_reason",
+        "display_size_px",
+    )
 
     class State(models.TextChoices):
         DRAFT = "draft"
@@ -81,13 +99,38 @@ class Study(models.Model):
     fixed_set = models.BooleanField(default=False, help_text="Every reader gets the same images, in their own order.")
     fixed_main_set = models.JSONField(default=list, blank=True)
     fixed_training_set = models.JSONField(default=list, blank=True)
+    ask_confidence = models.BooleanField(default=False, help_text="Ask a 5-point confidence with each call.")
+    ask_reason = models.BooleanField(default=False, help_text="Offer a free-text reason with each call.")
+    display_size_px = models.PositiveIntegerField(
+        default=512, help_text="Shown size of every image, in CSS pixels (all images alike)."
+    )
+    show_score_after = models.BooleanField(
+        default=False, help_text="Show a reader their main-phase score on the thank-you page."
+    )
     main_pool = models.ManyToManyField("generator.BankImage", related_name="main_pool_of", blank=True)
     training_pool = models.ManyToManyField("generator.BankImage", related_name="training_pool_of", blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        verbose_name_plural = "studies"
+
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def has_started(self) -> bool:
+        return self.pk is not None and ReadingSession.objects.filter(reader__study_id=self.pk).exists()
+
+    def save(self, *args, **kwargs) -> None:
+        if self.has_started:
+            stored = Study.objects.filter(pk=self.pk).values(*self.EVIDENCE_FIELDS).first()
+            changed = [name for name in self.EVIDENCE_FIELDS if stored and stored[name] != getattr(self, name)]
+            if changed:
+                raise EvidenceFrozen(
+                    f"Readers have started {self}; its {', '.join(changed)} can no longer change."
+                )
+        super().save(*args, **kwargs)
 
 
 class Reader(models.Model):
@@ -101,6 +144,9 @@ class Reader(models.Model):
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="readers")
     role = models.CharField(max_length=32, choices=Role.choices, default=Role.OTHER)
     years_experience = models.PositiveIntegerField(default=0)
+    invited_at = models.DateTimeField(null=True, blank=True)
+    consent_accepted_at = models.DateTimeField(null=True, blank=True)
+    simulated = models.BooleanField(default=False, help_text="Not a person: a simulated reader (the demo's).")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "study"], name="one_reader_per_user_and_study")]
