@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench lint install clean chromium
 
 install: $(INSTALLED)
 
@@ -20,7 +20,14 @@ $(INSTALLED): requirements.txt
 demo: $(INSTALLED)
 	$(PYTHON) manage.py demo
 
-test: $(INSTALLED)
+# The browser tests drive Debian's Chromium (Playwright's own browser download does not work here).
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { echo "Installing Debian's chromium for the browser tests ..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "Could not install chromium: run 'apt-get install -y chromium' as root."; exit 1; }
+
+test: $(INSTALLED) chromium
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PYTHON) -m pytest
 
 bench: $(INSTALLED)

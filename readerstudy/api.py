@@ -1,17 +1,33 @@
 """REST API of the reading app (under /api/v1/)."""
 
+from dataclasses import asdict
+
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .models import Trial
-from .roles import user_role
-from .sessions import SessionError, reader_session
-from .trials import CallInvalid, CallRefused, TrialNotFound, call_record, trial_current
+from generator.models import BankImage, EvidenceFrozen
+
+from .dry_run import dry_run_call, dry_run_current, dry_run_trials
+from .models import Reader, Study, Trial
+from .readers import ReaderError, invitation_send, invitation_url, reader_add, reader_progress
+from .roles import HasRole, Role, user_role
+from .sessions import SessionError, reader_session, study_open, study_pool_counts
+from .trials import (
+    LATE_MESSAGE,
+    CallInvalid,
+    CallRefused,
+    TrialNotFound,
+    call_record,
+    trial_current,
+    trial_remaining_s,
+)
 
 
 class MeSerializer(serializers.Serializer):
@@ -35,6 +51,9 @@ class SessionStateSerializer(serializers.Serializer):
     index = serializers.IntegerField(help_text="1-based position within the phase.")
     total = serializers.IntegerField(help_text="Images in the phase.")
     time_limit_s = serializers.FloatField(allow_null=True)
+    remaining_s = serializers.FloatField(
+        allow_null=True, help_text="Seconds left on the current trial's clock (all of them before its image is served)."
+    )
     token = serializers.CharField(allow_null=True)
     image_url = serializers.CharField(allow_null=True)
 
@@ -54,39 +73,69 @@ class CallResultSerializer(serializers.Serializer):
     )
 
 
-def _session_or_error(request: Request):
+NO_STORE = {"Cache-Control": "no-store"}
+STUDY_PARAMETER = OpenApiParameter("study", int, required=True)
+
+
+def _study_id(request: Request) -> int:
     try:
-        study_id = int(request.query_params.get("study", ""))
+        return int(request.query_params.get("study", ""))
     except ValueError:
         raise ValidationError({"study": "Give the study's id: ?study=ID."}) from None
+
+
+def _session_or_error(request: Request):
     try:
-        return reader_session(user=request.user, study_id=study_id)
+        return reader_session(user=request.user, study_id=_study_id(request))
     except SessionError as error:
         raise PermissionDenied(str(error)) from error
+
+
+def _state(*, study: Study, current, phase_trials: list, image_url: str) -> dict:
+    """The reader-facing state: where they are and the current trial's token; nothing that
+    tells real from synthetic."""
+    base = {"study": study.pk, "time_limit_s": study.time_limit_s}
+    if current is None:
+        return base | {
+            "phase": "finished",
+            "index": 0,
+            "total": 0,
+            "remaining_s": None,
+            "token": None,
+            "image_url": None,
+        }
+    return base | {
+        "phase": current.phase,
+        "index": sum(trial.position <= current.position for trial in phase_trials),
+        "total": len(phase_trials),
+        "remaining_s": trial_remaining_s(current, study.time_limit_s, timezone.now()),
+        "token": current.token,
+        "image_url": image_url,
+    }
+
+
+def _call_result(*, study: Study, phase: str, bank_image_id: int, replayed: bool) -> dict:
+    show_truth = phase == Trial.Phase.TRAINING and study.training_feedback
+    truth = BankImage.objects.only("image_class").get(pk=bank_image_id).image_class if show_truth else None
+    return CallResultSerializer({"recorded": True, "replayed": replayed, "truth": truth}).data
 
 
 class MySessionView(APIView):
     """The reader's position in a study: phase, index, total, time limit, the current trial's
     token and image URL. Nothing in it tells real from synthetic."""
 
-    @extend_schema(parameters=[OpenApiParameter("study", int, required=True)], responses=SessionStateSerializer)
+    @extend_schema(parameters=[STUDY_PARAMETER], responses=SessionStateSerializer)
     def get(self, request: Request) -> Response:
         session = _session_or_error(request)
         current = trial_current(session=session)
-        study = session.reader.study
-        if current is None:
-            state = {"phase": "finished", "index": 0, "total": 0, "token": None, "image_url": None}
-        else:
-            in_phase = session.trials.filter(phase=current.phase)
-            state = {
-                "phase": current.phase,
-                "index": in_phase.filter(position__lte=current.position).count(),
-                "total": in_phase.count(),
-                "token": current.token,
-                "image_url": reverse("reading-image", args=[current.token]),
-            }
-        state |= {"study": study.pk, "time_limit_s": study.time_limit_s}
-        return Response(SessionStateSerializer(state).data, headers={"Cache-Control": "no-store"})
+        phase_trials = list(session.trials.filter(phase=current.phase).only("position")) if current else []
+        state = _state(
+            study=session.reader.study,
+            current=current,
+            phase_trials=phase_trials,
+            image_url=reverse("reading-image", args=[current.token]) if current else "",
+        )
+        return Response(SessionStateSerializer(state).data, headers=NO_STORE)
 
 
 class MyCallsView(APIView):
@@ -94,7 +143,7 @@ class MyCallsView(APIView):
     and the trial recorded expired."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("study", int, required=True)],
+        parameters=[STUDY_PARAMETER],
         request=CallSerializer,
         responses={200: CallResultSerializer, 201: CallResultSerializer},
     )
@@ -111,10 +160,238 @@ class MyCallsView(APIView):
         except CallRefused as error:
             return Response({"detail": str(error)}, status=409)
         trial = outcome.trial
-        show_truth = trial.phase == Trial.Phase.TRAINING and session.reader.study.training_feedback
-        result = {
-            "recorded": True,
-            "replayed": outcome.replayed,
-            "truth": trial.bank_image.image_class if show_truth else None,
+        result = _call_result(
+            study=session.reader.study, phase=trial.phase, bank_image_id=trial.bank_image_id, replayed=outcome.replayed
+        )
+        return Response(result, status=200 if outcome.replayed else 201)
+
+
+class IsAdmin(HasRole):
+    roles = ()
+
+
+def _dry_run_study(study_id: int) -> Study:
+    study = Study.objects.filter(pk=study_id).first()
+    if study is None:
+        raise NotFound()
+    return study
+
+
+class DryRunSessionView(APIView):
+    """An admin's dry run of a study: the same state as a reader's, recorded nowhere."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(responses=SessionStateSerializer)
+    def get(self, request: Request, study_id: int) -> Response:
+        study = _dry_run_study(study_id)
+        current = dry_run_current(store=request.session, study=study)
+        trials = dry_run_trials(store=request.session, study=study)
+        phase_trials = [trial for trial in trials if current and trial.phase == current.phase]
+        image_url = reverse("dry-run-image", args=[study.pk, current.token]) if current else ""
+        state = _state(study=study, current=current, phase_trials=phase_trials, image_url=image_url)
+        return Response(SessionStateSerializer(state).data, headers=NO_STORE)
+
+
+class DryRunCallsView(APIView):
+    """A call in an admin's dry run: decided by the readers' rules, recorded nowhere."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(request=CallSerializer, responses={200: CallResultSerializer, 201: CallResultSerializer})
+    def post(self, request: Request, study_id: int) -> Response:
+        study = _dry_run_study(study_id)
+        body = CallSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        fields = body.validated_data
+        try:
+            trial, decision = dry_run_call(
+                store=request.session,
+                study=study,
+                token=fields["token"],
+                call=fields["call"],
+                confidence=fields.get("confidence"),
+            )
+        except TrialNotFound:
+            raise NotFound() from None
+        except CallInvalid as error:
+            raise ValidationError({"call": str(error)}) from error
+        except CallRefused as error:
+            return Response({"detail": str(error)}, status=409)
+        if decision == "late":
+            return Response({"detail": LATE_MESSAGE}, status=409)
+        result = _call_result(
+            study=study, phase=trial.phase, bank_image_id=trial.bank_image_id, replayed=decision == "replay"
+        )
+        return Response(result, status=200 if decision == "replay" else 201)
+
+
+class ReaderSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Reader
+        fields = [
+            "id",
+            "study",
+            "username",
+            "role",
+            "years_experience",
+            "simulated",
+            "invited_at",
+            "consent_accepted_at",
+            "progress",
+        ]
+        read_only_fields = ["invited_at", "consent_accepted_at"]
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {
+                k: {"type": t}
+                for k, t in [("status", "string"), ("done", "integer"), ("expired", "integer"), ("total", "integer")]
+            },
         }
-        return Response(CallResultSerializer(result).data, status=200 if outcome.replayed else 201)
+    )
+    def get_progress(self, reader: Reader) -> dict:
+        return asdict(reader_progress(reader=reader))
+
+
+class ReaderCreateSerializer(serializers.Serializer):
+    study = serializers.PrimaryKeyRelatedField(queryset=Study.objects.all())
+    username = serializers.CharField(max_length=150)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    role = serializers.ChoiceField(choices=Reader.Role.choices, default=Reader.Role.OTHER)
+    years_experience = serializers.IntegerField(min_value=0, default=0)
+    send_invitation = serializers.BooleanField(default=False, help_text="E-mail the invitation link now.")
+
+
+class InvitationSerializer(serializers.Serializer):
+    url = serializers.CharField(help_text="Lets the reader set a password and lands them on the study.")
+    emailed = serializers.BooleanField()
+
+
+class StudySerializer(serializers.ModelSerializer):
+    readers = serializers.IntegerField(source="readers.count", read_only=True)
+    pools = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Study
+        fields = [
+            "id",
+            "name",
+            "state",
+            "instructions",
+            "consent_text",
+            "images_per_session",
+            "synthetic_min",
+            "synthetic_max",
+            "time_limit_s",
+            "training_images",
+            "training_feedback",
+            "fixed_set",
+            "ask_confidence",
+            "ask_reason",
+            "display_size_px",
+            "show_score_after",
+            "created_at",
+            "readers",
+            "pools",
+        ]
+        read_only_fields = ["state", "created_at"]
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "integer"}})
+    def get_pools(self, study: Study) -> dict:
+        return study_pool_counts(study=study)
+
+    def update(self, instance: Study, validated_data: dict) -> Study:
+        try:
+            return super().update(instance, validated_data)
+        except EvidenceFrozen as error:
+            raise ValidationError({"detail": str(error)}) from error
+
+
+class AdminWritesResearcherReads(HasRole):
+    """Admins create and change; researchers may only look."""
+
+    roles = (Role.RESEARCHER,)
+
+    def has_permission(self, request, view) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        return request.method in ("GET", "HEAD", "OPTIONS") or user_role(request.user) is Role.ADMIN
+
+
+class StudyViewSet(viewsets.ModelViewSet):
+    """Studies: admins create and change them (evidence settings freeze once reading started);
+    researchers read them."""
+
+    queryset = Study.objects.order_by("pk")
+    serializer_class = StudySerializer
+    permission_classes = [AdminWritesResearcherReads]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    @extend_schema(request=None, responses=StudySerializer)
+    @action(detail=True, methods=["post"])
+    def open(self, request: Request, pk: str) -> Response:
+        """Open the study for reading (fixed-set mode draws its sets now)."""
+        try:
+            study = study_open(study=self.get_object())
+        except SessionError as error:
+            raise ValidationError({"detail": str(error)}) from error
+        return Response(StudySerializer(study).data)
+
+    @extend_schema(request=None, responses=StudySerializer)
+    @action(detail=True, methods=["post"])
+    def close(self, request: Request, pk: str) -> Response:
+        study = self.get_object()
+        study.state = Study.State.CLOSED
+        study.save(update_fields=["state"])
+        return Response(StudySerializer(study).data)
+
+
+class ReaderViewSet(viewsets.ModelViewSet):
+    """Readers with their progress (filter with ?study=ID); admins add readers and get their
+    invitation links."""
+
+    serializer_class = ReaderSerializer
+    permission_classes = [AdminWritesResearcherReads]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        readers = Reader.objects.select_related("user", "study").order_by("pk")
+        if "study" in self.request.query_params:
+            readers = readers.filter(study_id=_study_id(self.request))
+        return readers
+
+    @extend_schema(request=ReaderCreateSerializer, responses={201: ReaderSerializer})
+    def create(self, request: Request) -> Response:
+        body = ReaderCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        fields = dict(body.validated_data)
+        send = fields.pop("send_invitation")
+        try:
+            reader = reader_add(**fields)
+            if send:
+                invitation_send(reader=reader, base_url=request.build_absolute_uri("/"))
+        except ReaderError as error:
+            raise ValidationError({"detail": str(error)}) from error
+        return Response(ReaderSerializer(reader).data, status=201)
+
+    @extend_schema(request=None, responses=InvitationSerializer)
+    @action(detail=True, methods=["post"])
+    def invitation(self, request: Request, pk: str) -> Response:
+        """A fresh invitation link (e-mailed when the reader has an address and ?send=1)."""
+        reader = self.get_object()
+        base_url = request.build_absolute_uri("/")
+        emailed = request.query_params.get("send") == "1"
+        try:
+            url = (
+                invitation_send(reader=reader, base_url=base_url)
+                if emailed
+                else invitation_url(reader=reader, base_url=base_url)
+            )
+        except ReaderError as error:
+            raise ValidationError({"detail": str(error)}) from error
+        return Response(InvitationSerializer({"url": url, "emailed": emailed}).data)

@@ -4,7 +4,7 @@ heartbeats, and the probe job that checks a worker set-up end to end."""
 from django.conf import settings
 from django.db import models
 
-from generator.models import EvidenceFrozen
+from generator.models import BankImage, EvidenceFrozen
 
 from .jobs import LeasedJob
 
@@ -107,8 +107,6 @@ class Study(models.Model):
     show_score_after = models.BooleanField(
         default=False, help_text="Show a reader their main-phase score on the thank-you page."
     )
-    main_pool = models.ManyToManyField("generator.BankImage", related_name="main_pool_of", blank=True)
-    training_pool = models.ManyToManyField("generator.BankImage", related_name="training_pool_of", blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -118,19 +116,17 @@ class Study(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def has_started(self) -> bool:
-        return self.pk is not None and ReadingSession.objects.filter(reader__study_id=self.pk).exists()
-
     def save(self, *args, **kwargs) -> None:
         if self.has_started:
             stored = Study.objects.filter(pk=self.pk).values(*self.EVIDENCE_FIELDS).first()
             changed = [name for name in self.EVIDENCE_FIELDS if stored and stored[name] != getattr(self, name)]
             if changed:
-                raise EvidenceFrozen(
-                    f"Readers have started {self}; its {', '.join(changed)} can no longer change."
-                )
+                raise EvidenceFrozen(f"Readers have started {self}; its {', '.join(changed)} can no longer change.")
         super().save(*args, **kwargs)
+
+    @property
+    def has_started(self) -> bool:
+        return self.pk is not None and ReadingSession.objects.filter(reader__study_id=self.pk).exists()
 
 
 class Reader(models.Model):
@@ -199,3 +195,36 @@ class Trial(models.Model):
 
     def __str__(self) -> str:
         return f"trial {self.position} of {self.session}"
+
+
+class PoolEntry(models.Model):
+    """One bank image in one pool of a study. Within a (study, pool, class) the ranks run densely
+    from 0, so a session draws ranks at random and fetches just those rows through the unique
+    index, whatever the size of the pool. An image sits in at most one pool of a study, which
+    keeps the training pool (whose answers are revealed) apart from the main pool."""
+
+    class Pool(models.TextChoices):
+        MAIN = "main"
+        TRAINING = "training"
+
+    # No index of their own on the two foreign keys: each leads one of the unique constraints'
+    # indexes, and a pool of a million entries writes every index a million times.
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="pool_entries", db_index=False)
+    pool = models.CharField(max_length=16, choices=Pool.choices)
+    image_class = models.CharField(
+        max_length=16, choices=BankImage.ImageClass.choices, help_text="Copied from the bank image."
+    )
+    rank = models.PositiveIntegerField(help_text="0…n-1 within the study, pool and class.")
+    bank_image = models.ForeignKey(
+        "generator.BankImage", on_delete=models.PROTECT, related_name="pool_entries", db_index=False
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "pool", "image_class", "rank"], name="one_pool_entry_per_rank"),
+            models.UniqueConstraint(fields=["bank_image", "study"], name="one_pool_per_image_and_study"),
+        ]
+        verbose_name_plural = "pool entries"
+
+    def __str__(self) -> str:
+        return f"{self.pool} {self.image_class} #{self.rank} of {self.study}"

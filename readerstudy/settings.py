@@ -210,8 +210,20 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI's files ship with the app (no CDN): the platform must work offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Several models have a "state" or a "role": name each choice set after its owner.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStateEnum": "readerstudy.jobs.JobState",
+        "StudyStateEnum": "readerstudy.models.Study.State",
+        "ReaderRoleEnum": "readerstudy.models.Reader.Role",
+        "UserRoleEnum": ["admins", "researchers", "readers", "none"],
+    },
 }
 
+# Invitation links and password resets are e-mailed with absolute links to this address.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
+# An invitation is a password-reset link; readers may open it days after it was sent.
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT_S", default=14 * 24 * 3600)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="synthread@localhost")
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
 LOGGING = {

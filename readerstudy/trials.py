@@ -10,6 +10,7 @@ the ONE place that decides whether a call is allowed now; pages and the API both
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal, Protocol
 
 from django.db import transaction
 from django.utils import timezone
@@ -20,6 +21,7 @@ from .models import ReadingSession, Trial
 
 GRACE_S = 1.0
 CONFIDENCE_RANGE = range(1, 6)
+LATE_MESSAGE = "Time ran out: the call came after the time limit, and the image was recorded as expired."
 
 
 class TrialNotFound(Exception):
@@ -40,19 +42,65 @@ class CallOutcome:
     replayed: bool
 
 
-def _deadline(trial: Trial, time_limit_s: float | None) -> datetime | None:
+class TrialLike(Protocol):
+    """What the clock needs of a trial: a stored ``Trial`` and a dry run's trial alike."""
+
+    shown_at: datetime | None
+    call: str
+    expired: bool
+
+
+def _deadline(trial: TrialLike, time_limit_s: float | None) -> datetime | None:
     if time_limit_s is None or trial.shown_at is None:
         return None
     return trial.shown_at + timedelta(seconds=time_limit_s + GRACE_S)
 
 
-def _ended(trial: Trial) -> bool:
+def trial_ended(trial: TrialLike) -> bool:
     return bool(trial.call) or trial.expired
 
 
-def _expire_if_late(trial: Trial, time_limit_s: float | None, now: datetime) -> bool:
+def trial_is_late(trial: TrialLike, time_limit_s: float | None, now: datetime) -> bool:
     deadline = _deadline(trial, time_limit_s)
-    if deadline is not None and now > deadline and not _ended(trial):
+    return deadline is not None and now > deadline and not trial_ended(trial)
+
+
+def trial_remaining_s(trial: TrialLike, time_limit_s: float | None, now: datetime) -> float | None:
+    """Seconds left on a trial's clock (all of them if its image was never served); None if
+    the study has no limit. A reload shows what is left, not a fresh countdown."""
+    if time_limit_s is None:
+        return None
+    if trial.shown_at is None:
+        return time_limit_s
+    return max(0.0, time_limit_s - (now - trial.shown_at).total_seconds())
+
+
+def call_validate(*, call: str, confidence: int | None) -> None:
+    if call not in Trial.Call.values:
+        raise CallInvalid("A call is 'real' or 'synthetic'.")
+    if confidence is not None and confidence not in CONFIDENCE_RANGE:
+        raise CallInvalid("Confidence runs from 1 to 5.")
+
+
+def call_decide(
+    *, trial: TrialLike, call: str, is_current: bool, time_limit_s: float | None, now: datetime
+) -> Literal["replay", "record", "late"]:
+    """THE rule for whether a call is allowed now; CallRefused says why not."""
+    if trial.call:
+        if trial.call == call:
+            return "replay"
+        raise CallRefused(f"This image was already called '{trial.call}'; a call cannot be changed.")
+    if trial.expired:
+        raise CallRefused(LATE_MESSAGE)
+    if trial.shown_at is None:
+        raise CallRefused("This image has not been shown yet.")
+    if not is_current:
+        raise CallRefused("This is not your current image.")
+    return "late" if trial_is_late(trial, time_limit_s, now) else "record"
+
+
+def _expire_if_late(trial: Trial, time_limit_s: float | None, now: datetime) -> bool:
+    if trial_is_late(trial, time_limit_s, now):
         trial.expired = True
         trial.save(update_fields=["expired"])
         return True
@@ -67,6 +115,9 @@ def trial_current(*, session: ReadingSession, now: datetime | None = None) -> Tr
         for trial in session.trials.select_for_update().filter(call="", expired=False).order_by("position"):
             if not _expire_if_late(trial, time_limit_s, now):
                 return trial
+        if session.finished_at is None:
+            session.finished_at = now
+            session.save(update_fields=["finished_at"])
     return None
 
 
@@ -96,29 +147,23 @@ def call_record(
 ) -> CallOutcome:
     """Record a reader's call on a trial, exactly once, if it is allowed now."""
     now = now or timezone.now()
-    if call not in Trial.Call.values:
-        raise CallInvalid("A call is 'real' or 'synthetic'.")
-    if confidence is not None and confidence not in CONFIDENCE_RANGE:
-        raise CallInvalid("Confidence runs from 1 to 5.")
+    call_validate(call=call, confidence=confidence)
     with transaction.atomic():
         trial = session.trials.select_for_update().filter(token=token).first()
         if trial is None:
             raise TrialNotFound
-        if trial.call:
-            if trial.call == call:
-                return CallOutcome(trial, replayed=True)
-            raise CallRefused(f"This image was already called '{trial.call}'; a call cannot be changed.")
-        if trial.expired:
-            raise CallRefused("Time ran out for this image; it was recorded as expired.")
-        if trial.shown_at is None:
-            raise CallRefused("This image has not been shown yet.")
         earlier_open = session.trials.filter(position__lt=trial.position, call="", expired=False).exists()
-        if earlier_open:
-            raise CallRefused("This is not your current image.")
-        late = _expire_if_late(trial, session.reader.study.time_limit_s, now)
-        if not late:
+        decision = call_decide(
+            trial=trial, call=call, is_current=not earlier_open, time_limit_s=session.reader.study.time_limit_s, now=now
+        )
+        if decision == "replay":
+            return CallOutcome(trial, replayed=True)
+        if decision == "late":
+            trial.expired = True
+            trial.save(update_fields=["expired"])
+        else:
             trial.call, trial.confidence, trial.reason, trial.answered_at = call, confidence, reason.strip(), now
             trial.save(update_fields=["call", "confidence", "reason", "answered_at"])
-    if late:  # raised after the commit: the expiry is recorded, the call is not
-        raise CallRefused("The call came after the time limit; the image was recorded as expired.")
+    if decision == "late":  # raised after the commit: the expiry is recorded, the call is not
+        raise CallRefused(LATE_MESSAGE)
     return CallOutcome(trial, replayed=False)

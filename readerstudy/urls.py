@@ -5,15 +5,23 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
 
 from generator import urls as generator_urls
 
 from . import api, views
 
+router = SimpleRouter(trailing_slash=True)
+router.register("studies", api.StudyViewSet, basename="study")
+router.register("readers", api.ReaderViewSet, basename="reader")
+
 api_v1 = [
     path("me/", api.MeView.as_view(), name="api-me"),
     path("me/session", api.MySessionView.as_view(), name="api-me-session"),
     path("me/calls", api.MyCallsView.as_view(), name="api-me-calls"),
+    path("studies/<int:study_id>/dry-run/session", api.DryRunSessionView.as_view(), name="api-dry-run-session"),
+    path("studies/<int:study_id>/dry-run/calls", api.DryRunCallsView.as_view(), name="api-dry-run-calls"),
+    *router.urls,
     *generator_urls.api_urlpatterns,
 ]
 
@@ -24,6 +32,14 @@ urlpatterns = [
     path("results/", views.results_home, name="results-home"),
     path("reading/", views.reading_home, name="reading-home"),
     path("reading/image/<str:token>", views.reading_image, name="reading-image"),
+    path("reading/<int:study_id>/", views.reading_study, name="reading-study"),
+    path("reading/<int:study_id>/consent", views.reading_consent, name="reading-consent"),
+    path("reading/<int:study_id>/read", views.reading_read, name="reading-read"),
+    path("reading/<int:study_id>/thanks", views.reading_thanks, name="reading-thanks"),
+    path("reading/<int:study_id>/dry-run/", views.dry_run, name="dry-run"),
+    path("reading/<int:study_id>/dry-run/read", views.dry_run_read, name="dry-run-read"),
+    path("reading/<int:study_id>/dry-run/done", views.dry_run_done, name="dry-run-done"),
+    path("reading/<int:study_id>/dry-run/image/<str:token>", views.dry_run_image, name="dry-run-image"),
     path("healthz", views.healthz, name="healthz"),
     path(
         "accounts/login/",
@@ -31,6 +47,22 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Invitations are password-reset links: one view sets the password for both.
+    path("accounts/reset/<uidb64>/<token>/", views.InvitationView.as_view(), name="password_reset_confirm"),
+    path(
+        "accounts/password-reset/",
+        auth_views.PasswordResetView.as_view(
+            template_name="registration/password_reset.html",
+            email_template_name="registration/password_reset_email.txt",
+            subject_template_name="registration/password_reset_subject.txt",
+        ),
+        name="password_reset",
+    ),
+    path(
+        "accounts/password-reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(template_name="registration/password_reset_sent.html"),
+        name="password_reset_done",
+    ),
     # One login page for everybody, the admin included.
     path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
     path("admin/", admin.site.urls),

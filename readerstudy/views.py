@@ -1,16 +1,25 @@
 """Pages of the reading app. Thin: each asks a service or selector and renders."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import redirect_to_login
+from django.contrib.auth.views import PasswordResetConfirmView, redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse, reverse_lazy
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
+from generator.models import BankImage
+
+from .dry_run import dry_run_serve, dry_run_start
 from .health import health_report
-from .models import Trial
+from .models import Reader, Study, Trial
+from .readers import consent_accept, consent_needed, reader_progress
 from .roles import Role, redirect_home, role_required
-from .trials import TrialNotFound, trial_serve
+from .scoring import reader_main_score
+from .sessions import SessionError, reader_session
+from .trials import GRACE_S, TrialNotFound, trial_serve
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -27,6 +36,15 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect_home(request.user)
 
 
+class InvitationView(PasswordResetConfirmView):
+    """An invitation or a password-reset link: set a password, get signed in, land home (a
+    reader with one study to read lands on it)."""
+
+    template_name = "registration/set_password.html"
+    post_reset_login = True
+    success_url = reverse_lazy("home")
+
+
 @login_required
 def no_role(request: HttpRequest) -> HttpResponse:
     return render(request, "readerstudy/no_role.html")
@@ -37,11 +55,6 @@ def results_home(request: HttpRequest) -> HttpResponse:
     return render(request, "readerstudy/results_home.html")
 
 
-@role_required(Role.READER)
-def reading_home(request: HttpRequest) -> HttpResponse:
-    return render(request, "readerstudy/reading_home.html")
-
-
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -49,10 +62,116 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(report, status=200 if report["ok"] else 503)
 
 
+def _reader_or_404(request: HttpRequest, study_id: int) -> Reader:
+    reader = Reader.objects.select_related("study").filter(user=request.user, study_id=study_id).first()
+    if reader is None:
+        raise Http404
+    return reader
+
+
+def _image_response(image: BankImage) -> HttpResponse:
+    """Every image a reader sees leaves through here: the same headers for both classes, no
+    ETag, no Last-Modified, never cached; the token in the URL is the only name it has."""
+    with image.file.open("rb") as stored:
+        response = HttpResponse(stored.read(), content_type="image/png")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@role_required(Role.READER)
+def reading_home(request: HttpRequest) -> HttpResponse:
+    """The reader's studies; with exactly one to read, straight to it (where invitations land)."""
+    readers = list(Reader.objects.select_related("study").filter(user=request.user).order_by("-pk"))
+    rows = [(reader, reader_progress(reader=reader)) for reader in readers]
+    to_read = [r for r, progress in rows if r.study.state == Study.State.OPEN and progress.status != "finished"]
+    if len(to_read) == 1 and request.GET.get("list") != "1":
+        return redirect("reading-study", study_id=to_read[0].study_id)
+    return render(request, "readerstudy/reading_home.html", {"rows": rows})
+
+
+@role_required(Role.READER)
+def reading_study(request: HttpRequest, study_id: int) -> HttpResponse:
+    """A study's front page: consent first if the study asks for it, then the instructions."""
+    reader = _reader_or_404(request, study_id)
+    if consent_needed(reader=reader):
+        return redirect("reading-consent", study_id=study_id)
+    progress = reader_progress(reader=reader)
+    if progress.status == "finished":
+        return redirect("reading-thanks", study_id=study_id)
+    return render(
+        request,
+        "readerstudy/reading_instructions.html",
+        {"study": reader.study, "progress": progress, "read_url": reverse("reading-read", args=[study_id])},
+    )
+
+
+@role_required(Role.READER)
+def reading_consent(request: HttpRequest, study_id: int) -> HttpResponse:
+    reader = _reader_or_404(request, study_id)
+    if request.method == "POST":
+        if request.POST.get("accept") == "yes":
+            consent_accept(reader=reader)
+            return redirect("reading-study", study_id=study_id)
+        messages.error(request, "You can read once you have accepted the consent statement.")
+    return render(request, "readerstudy/reading_consent.html", {"study": reader.study})
+
+
+@role_required(Role.READER)
+@ensure_csrf_cookie
+def reading_read(request: HttpRequest, study_id: int) -> HttpResponse:
+    """The reading page; its script drives the reader's API (one trial at a time)."""
+    reader = _reader_or_404(request, study_id)
+    if consent_needed(reader=reader):
+        return redirect("reading-consent", study_id=study_id)
+    try:
+        reader_session(user=request.user, study_id=study_id)
+    except SessionError as error:
+        messages.error(request, str(error))
+        return redirect(f"{reverse('reading-home')}?list=1")
+    api = reverse("api-me-session")
+    return _reading_page(
+        request,
+        study=reader.study,
+        session_url=f"{api}?study={study_id}",
+        calls_url=f"{reverse('api-me-calls')}?study={study_id}",
+        done_url=reverse("reading-thanks", args=[study_id]),
+    )
+
+
+def _reading_page(
+    request: HttpRequest, *, study: Study, session_url: str, calls_url: str, done_url: str, dry_run=False
+):
+    return render(
+        request,
+        "readerstudy/reading_read.html",
+        {
+            "study": study,
+            "dry_run": dry_run,
+            "reading_config": {
+                "sessionUrl": session_url,
+                "callsUrl": calls_url,
+                "doneUrl": done_url,
+                "askConfidence": study.ask_confidence,
+                "askReason": study.ask_reason,
+                "displaySizePx": study.display_size_px,
+                "graceS": GRACE_S,
+            },
+        },
+    )
+
+
+@role_required(Role.READER)
+def reading_thanks(request: HttpRequest, study_id: int) -> HttpResponse:
+    reader = _reader_or_404(request, study_id)
+    if reader_progress(reader=reader).status != "finished":
+        return redirect("reading-study", study_id=study_id)
+    score = reader_main_score(reader=reader) if reader.study.show_score_after else None
+    return render(request, "readerstudy/reading_thanks.html", {"study": reader.study, "score": score})
+
+
 @role_required(Role.READER)
 def reading_image(request: HttpRequest, token: str) -> HttpResponse:
-    """The current trial's image. The same headers for every image; no ETag, no Last-Modified;
-    the token is the only name it has. Anything else is a 404 with no hint."""
+    """The current trial's image; anything else is a 404 with no hint."""
     trial = Trial.objects.select_related("session").filter(token=token, session__reader__user=request.user).first()
     if trial is None:
         raise Http404
@@ -60,7 +179,50 @@ def reading_image(request: HttpRequest, token: str) -> HttpResponse:
         served = trial_serve(session=trial.session, token=token)
     except TrialNotFound:
         raise Http404 from None
-    with served.bank_image.file.open("rb") as stored:
-        response = HttpResponse(stored.read(), content_type="image/png")
-    response["Cache-Control"] = "no-store"
-    return response
+    return _image_response(served.bank_image)
+
+
+@role_required()
+def dry_run(request: HttpRequest, study_id: int) -> HttpResponse:
+    """Admins: GET shows the study's front matter as a reader sees it; POST starts a fresh dry
+    run and opens the reading page on it. Nothing is recorded."""
+    study = get_object_or_404(Study, pk=study_id)
+    if request.method == "POST":
+        try:
+            dry_run_start(store=request.session, study=study)
+        except SessionError as error:
+            messages.error(request, f"No dry run: {error}")
+            return redirect("dry-run", study_id=study_id)
+        return redirect("dry-run-read", study_id=study_id)
+    return render(request, "readerstudy/dry_run.html", {"study": study, "dry_run": True})
+
+
+@role_required()
+@ensure_csrf_cookie
+def dry_run_read(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=study_id)
+    return _reading_page(
+        request,
+        study=study,
+        session_url=reverse("api-dry-run-session", args=[study_id]),
+        calls_url=reverse("api-dry-run-calls", args=[study_id]),
+        done_url=reverse("dry-run-done", args=[study_id]),
+        dry_run=True,
+    )
+
+
+@role_required()
+def dry_run_done(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=study_id)
+    return render(request, "readerstudy/reading_thanks.html", {"study": study, "dry_run": True})
+
+
+@role_required()
+def dry_run_image(request: HttpRequest, study_id: int, token: str) -> HttpResponse:
+    """A dry run's image: served like a reader's, but it does not become evidence."""
+    study = get_object_or_404(Study, pk=study_id)
+    try:
+        trial = dry_run_serve(store=request.session, study=study, token=token)
+    except TrialNotFound:
+        raise Http404 from None
+    return _image_response(BankImage.objects.get(pk=trial.bank_image_id))

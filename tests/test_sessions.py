@@ -1,16 +1,31 @@
 """Session composition (readerstudy/sessions.py), over many seeds: the synthetic count within
-the range and uniform over it, no duplicates, pools apart, the stored seed rebuilds the session,
-fixed-set readers share exactly the same sets."""
+the range and uniform over it, no duplicates, excluded images never drawn, pools apart (in the
+database too), pools frozen once reading started, the stored seed rebuilds the session,
+fixed-set readers share exactly the same sets, and a session costs the same few queries
+whatever the size of its pools."""
 
 from collections import Counter
 
 import numpy as np
 import pytest
+from django.db import IntegrityError, transaction
 from scipy.stats import chisquare
 
-from generator.bank import bank_image_store
-from readerstudy.models import Reader, Study, Trial
-from readerstudy.sessions import SessionError, session_build, session_plan, study_open, study_set_pools
+from generator.bank import bank_image_exclude, bank_image_store
+from generator.models import BankImage, EvidenceFrozen
+from readerstudy.models import PoolEntry, Reader, Study, Trial
+from readerstudy.sessions import (
+    IdsPool,
+    SessionError,
+    _RankShuffle,
+    session_build,
+    session_plan,
+    study_open,
+    study_pool_counts,
+    study_pools_from_bank,
+    study_session_plan,
+    study_set_pools,
+)
 from tests.factories import UserFactory
 
 POOLS = {
@@ -48,6 +63,45 @@ def test_a_pool_too_small_is_refused_clearly():
         session_plan(seed=0, **{**POOLS, "main_synthetic": list(range(200, 210))}, **PAPER)
 
 
+def test_the_rank_shuffle_hands_out_every_rank_once_in_a_uniform_order():
+    shuffle = _RankShuffle(50, np.random.default_rng(0))
+    ranks = shuffle.take(3) + shuffle.take(20) + shuffle.take(100)
+    assert sorted(ranks) == list(range(50)) and shuffle.take(1) == []
+    firsts = Counter(_RankShuffle(10, np.random.default_rng(seed)).take(1)[0] for seed in range(3000))
+    assert chisquare([firsts[rank] for rank in range(10)]).pvalue > 0.001
+
+
+class _PartlyExcluded(IdsPool):
+    """A pure pool whose images at some ranks have been excluded from the bank."""
+
+    excluded = frozenset(range(0, 200, 3))
+
+    def active_at(self, ranks):
+        return {rank: self.ids[rank] for rank in ranks if rank not in self.excluded}
+
+
+def test_excluded_images_are_never_drawn_and_the_others_stay_uniform():
+    pools = {**POOLS, "main_synthetic": _PartlyExcluded(list(range(200, 400)))}
+    excluded = {200 + rank for rank in _PartlyExcluded.excluded}
+    counts = Counter()
+    for seed in range(400):
+        plan = session_plan(seed=seed, **pools, **PAPER)
+        assert len(plan.main_order) == 50 == len(set(plan.main_order))
+        assert sum(200 <= i < 400 for i in plan.main_order) == plan.synthetic_count
+        counts.update(i for i in plan.main_order if 200 <= i < 400)
+    assert not excluded & set(counts)
+    assert chisquare([counts[i] for i in range(200, 400) if i not in excluded]).pvalue > 0.001
+
+
+def test_a_pool_too_small_once_its_exclusions_are_skipped_is_refused_clearly():
+    class MostlyExcluded(IdsPool):
+        def active_at(self, ranks):
+            return {rank: self.ids[rank] for rank in ranks if rank < 12}
+
+    with pytest.raises(SessionError, match="holds 12 active synthetic"):
+        session_plan(seed=0, **{**POOLS, "main_synthetic": MostlyExcluded(list(range(200, 400)))}, **PAPER)
+
+
 def _bank(count: int, image_class: str) -> list:
     return [
         bank_image_store(pixels=np.zeros((8, 8), np.float32), image_class=image_class, generator_name="t")
@@ -66,11 +120,97 @@ def study(db) -> Study:
     return study
 
 
+def _pool(study: Study, pool: str):
+    return BankImage.objects.filter(pool_entries__study=study, pool_entries__pool=pool)
+
+
 def test_pools_must_stay_apart(study):
-    with pytest.raises(SessionError, match="both the main and the training pool"):
-        study_set_pools(
-            study=study, main_pool=list(study.main_pool.all()), training_pool=list(study.main_pool.all())[:1]
+    main = list(_pool(study, "main"))
+    with pytest.raises(SessionError, match=r"^1 image"):
+        study_set_pools(study=study, main_pool=main, training_pool=main[:1])
+    with pytest.raises(SessionError, match=r"^2 image"):
+        study_set_pools(study=study, main_pool=_pool(study, "main"), training_pool=_pool(study, "main")[:2])
+
+
+def test_the_database_keeps_the_pools_apart_and_the_ranks_unique(study):
+    entry = PoolEntry.objects.filter(study=study, pool="main").first()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PoolEntry.objects.create(
+            study=study, pool="training", image_class=entry.image_class, rank=99, bank_image_id=entry.bank_image_id
         )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PoolEntry.objects.create(
+            study=study, pool="main", image_class=entry.image_class, rank=entry.rank, bank_image=_bank(1, "real")[0]
+        )
+
+
+def test_pools_given_as_querysets_are_ranked_densely_per_class_by_id(study):
+    spare = _bank(4, "real") + _bank(2, "synthetic")
+    training = BankImage.objects.filter(pk__in=[image.pk for image in spare[:1] + spare[4:5]])
+    study_set_pools(study=study, main_pool=_pool(study, "main").order_by("-pk"), training_pool=training)
+    assert study_pool_counts(study=study) == {
+        "main_real": 15,
+        "main_synthetic": 15,
+        "training_real": 1,
+        "training_synthetic": 1,
+    }
+    for image_class in ("real", "synthetic"):
+        entries = PoolEntry.objects.filter(study=study, pool="main", image_class=image_class).order_by("rank")
+        assert [e.rank for e in entries] == list(range(15))
+        assert [e.bank_image_id for e in entries] == sorted(e.bank_image_id for e in entries)
+        assert all(e.bank_image.image_class == image_class for e in entries)
+
+
+def test_images_excluded_after_the_pools_were_set_are_never_drawn(study):
+    excluded = list(_pool(study, "main").filter(image_class="synthetic")[:7]) + list(_pool(study, "training")[:1])
+    for image in excluded:
+        bank_image_exclude(image=image, reason="test")
+    excluded_ids = {image.pk for image in excluded}
+    for seed in range(200):
+        plan = study_session_plan(study=study, seed=seed)
+        assert excluded_ids.isdisjoint(plan.main_order + plan.training_order)
+        assert len(set(plan.main_order)) == 12 and len(set(plan.training_order)) == 4
+    assert study_session_plan(study=study, seed=3) == study_session_plan(study=study, seed=3)
+    session = session_build(reader=Reader.objects.create(user=UserFactory(), study=study), seed=3)
+    assert excluded_ids.isdisjoint(t.bank_image_id for t in session.trials.all())
+
+    for image in _pool(study, "main").filter(image_class="synthetic", status="active")[:5]:
+        bank_image_exclude(image=image, reason="test")
+    with pytest.raises(SessionError, match="holds 3 active synthetic"):
+        study_session_plan(study=study, seed=0)
+
+
+def test_the_pools_freeze_once_a_reader_has_started(study):
+    session_build(reader=Reader.objects.create(user=UserFactory(), study=study), seed=1)
+    with pytest.raises(EvidenceFrozen, match="pools"):
+        study_set_pools(study=study, main_pool=_pool(study, "main"), training_pool=[])
+    assert study_pool_counts(study=study)["training_real"] == 3
+
+
+def test_a_session_costs_the_same_few_queries_whatever_the_pool_size(study, django_assert_max_num_queries):
+    # 4 pool sizes, 4 rank look-ups, then the session, its trials and the savepoint around them.
+    reader = Reader.objects.create(user=UserFactory(), study=study)
+    with django_assert_max_num_queries(12):
+        session_build(reader=reader, seed=2)
+
+
+def test_pools_from_the_bank_draw_a_training_pool_and_put_every_other_active_image_in_main(db):
+    images = _bank(9, "real") + _bank(11, "synthetic")
+    bank_image_exclude(image=images[0], reason="test")
+    study = Study.objects.create(name="bank", training_images=5)
+    counts = study_pools_from_bank(study=study, seed=4)
+    assert counts == {"main_real": 5, "main_synthetic": 8, "training_real": 3, "training_synthetic": 3}
+    assert not PoolEntry.objects.filter(study=study, bank_image=images[0]).exists()
+    training = set(_pool(study, "training").values_list("pk", flat=True))
+    other = Study.objects.create(name="bank again", training_images=5)
+    study_pools_from_bank(study=other, seed=4)
+    assert set(_pool(other, "training").values_list("pk", flat=True)) == training  # same seed, same split
+
+    only = BankImage.objects.filter(pk__in=[image.pk for image in images[1:5] + images[9:13]])
+    counts = study_pools_from_bank(study=study, bank_images=only, training_per_class=1, seed=4)
+    assert counts == {"main_real": 3, "main_synthetic": 3, "training_real": 1, "training_synthetic": 1}
+    with pytest.raises(SessionError, match="holds 4 active real image"):
+        study_pools_from_bank(study=study, bank_images=only, training_per_class=5)
 
 
 def test_a_built_session_stores_its_seed_and_creates_every_trial_with_a_token(study):

@@ -1,0 +1,156 @@
+"""Building a reader's session from a bank of a million images (issue #6): ranked pool entries
+and a seeded draw of ranks, against loading every active id of the pools into Python."""
+
+import os
+import statistics
+import time
+
+import numpy as np
+
+from benchmarks.django_env import benchmark_database
+
+BANK_SIZE = 1_000_000
+READERS = 20
+BASELINE_SESSIONS = 3  # the old way takes seconds per session
+# Its own database (created, then dropped), so the benchmark never touches a test run's.
+DATABASE_NAME = "bench_sessions"
+
+
+def _fill_bank(cursor, size: int) -> None:
+    # Fake keys and checksums: building a session never opens the files. Every 97th image is
+    # excluded, so the draw has exclusions to skip.
+    cursor.execute(
+        """
+        INSERT INTO generator_bankimage (
+            image_class, generator_name, external_checksum, note, storage_key, file, matrix_size,
+            pixel_checksum, status, exclusion_reason, created_at)
+        SELECT CASE WHEN i %% 2 = 0 THEN 'real' ELSE 'synthetic' END, 'bench', '', '', md5(i::text),
+            'bank/' || md5(i::text) || '.png', 256, md5(i::text),
+            CASE WHEN i %% 97 = 0 THEN 'excluded' ELSE 'active' END, '', now()
+        FROM generate_series(1, %s) AS i
+        """,
+        [size],
+    )
+    cursor.execute("ANALYZE generator_bankimage")
+
+
+def _old_plan(study, seed: int):
+    """The builder before issue #6: every active id of each pool and class into Python."""
+    from generator.models import BankImage
+    from readerstudy.sessions import session_plan
+
+    def active_ids(pool: str, image_class: str) -> list[int]:
+        return list(
+            BankImage.objects.filter(
+                pool_entries__study=study,
+                pool_entries__pool=pool,
+                image_class=image_class,
+                status=BankImage.Status.ACTIVE,
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+
+    return session_plan(
+        seed=seed,
+        main_real=active_ids("main", "real"),
+        main_synthetic=active_ids("main", "synthetic"),
+        training_real=active_ids("training", "real"),
+        training_synthetic=active_ids("training", "synthetic"),
+        images_per_session=study.images_per_session,
+        synthetic_min=study.synthetic_min,
+        synthetic_max=study.synthetic_max,
+        training_images=study.training_images,
+    )
+
+
+def _ms(seconds: list[float]) -> tuple[float, float]:
+    return 1000 * statistics.median(seconds), 1000 * float(np.percentile(seconds, 95))
+
+
+def main() -> dict:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "readerstudy.settings")
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    test_settings = connection.settings_dict.setdefault("TEST", {})
+    previous_name = test_settings.get("NAME")
+    test_settings["NAME"] = DATABASE_NAME
+    try:
+        with benchmark_database():
+            figures = _run()
+    finally:
+        test_settings["NAME"] = previous_name
+    return figures
+
+
+def _run() -> dict:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from readerstudy.models import Reader, Study
+    from readerstudy.sessions import session_build, study_pools_from_bank, study_session_plan
+
+    if connection.vendor != "postgresql":
+        raise RuntimeError("bench_sessions needs PostgreSQL (DATABASE_URL=postgres://…)")
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        _fill_bank(cursor, BANK_SIZE)
+    fill_s = time.perf_counter() - started
+    print(f"bank of {BANK_SIZE:,} images written in {fill_s:.1f} s")
+
+    study = Study.objects.create(name="bench", state=Study.State.OPEN)  # the paper's protocol: 50 + 10
+    started = time.perf_counter()
+    counts = study_pools_from_bank(study=study, seed=0)
+    pools_s = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE readerstudy_poolentry")
+    print(f"study_pools_from_bank: {pools_s:.1f} s for {counts}")
+
+    users = get_user_model().objects.bulk_create(
+        get_user_model()(username=f"bench{i}", password="!") for i in range(READERS)
+    )
+    readers = [Reader.objects.create(user=user, study=study) for user in users]
+    study_session_plan(study=study, seed=0)  # warm the connection and the index pages
+
+    plan_s, build_s = [], []
+    for seed, reader in enumerate(readers):
+        started = time.perf_counter()
+        study_session_plan(study=study, seed=1000 + seed)
+        plan_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        session_build(reader=reader, seed=seed)
+        build_s.append(time.perf_counter() - started)
+
+    old_s = []
+    for seed in range(BASELINE_SESSIONS):
+        started = time.perf_counter()
+        _old_plan(study, seed)
+        old_s.append(time.perf_counter() - started)
+
+    (plan_median, plan_p95), (build_median, build_p95) = _ms(plan_s), _ms(build_s)
+    old_median, _ = _ms(old_s)
+    figures = {
+        "bank_size": BANK_SIZE,
+        "fill_bank_s": fill_s,
+        "pools_from_bank_s": pools_s,
+        "plan_median_ms": plan_median,
+        "plan_p95_ms": plan_p95,
+        "build_median_ms": build_median,
+        "build_p95_ms": build_p95,
+        "old_plan_median_ms": old_median,
+        "speedup": old_median / plan_median,
+    }
+    print(f"old plan (all active ids into Python): {old_median:8.1f} ms median of {BASELINE_SESSIONS} (baseline)")
+    print(f"plan (ranks drawn, rows fetched):      {plan_median:8.1f} ms median, {plan_p95:.1f} ms p95")
+    print(
+        f"session_build (plan + 60 trials):      {build_median:8.1f} ms median, {build_p95:.1f} ms p95 (target < 100)"
+    )
+    print(f"ratio old / new plan:                  {figures['speedup']:8.0f}×")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
