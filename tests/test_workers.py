@@ -84,6 +84,9 @@ def test_a_killed_workers_job_is_requeued_by_the_next_worker_to_start(start_work
 
 
 def test_a_killed_workers_job_is_requeued_by_the_periodic_check(start_worker, start_process, service_env):
+    # A lease long enough that the next worker surely starts (~3 s of imports, more on a busy
+    # machine) while it still lives; the periodic check must be what re-queues the job.
+    service_env["JOB_LEASE_TTL_S"] = "12"
     job, dead_owner = _kill_mid_job(start_worker)
     start_worker("gpu")  # starts while the lease still lives: its start-up check leaves the job
     job.refresh_from_db()
