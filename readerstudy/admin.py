@@ -123,20 +123,7 @@ class StudyAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "state", "dry_run_link", "instructions", "consent_text")}),
         (
             "Protocol (frozen once a reader has started)",
-            {
-                "fields": (
-                    "images_per_session",
-                    "synthetic_min",
-                    "synthetic_max",
-                    "time_limit_s",
-                    "training_images",
-                    "training_feedback",
-                    "fixed_set",
-                    "ask_confidence",
-                    "ask_reason",
-                    "display_size_px",
-                )
-            },
+            {"fields": Study.PROTOCOL_FIELDS},
         ),
         ("Pools", {"fields": ("pools_display", "fixed_main_set", "fixed_training_set")}),
         ("After reading", {"fields": ("show_score_after",)}),

@@ -1,13 +1,16 @@
 """REST API of the reading app (under /api/v1/)."""
 
+from contextlib import contextmanager
 from dataclasses import asdict
 
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,12 +18,13 @@ from rest_framework.views import APIView
 from generator.models import BankImage, EvidenceFrozen
 
 from .dry_run import dry_run_call, dry_run_current, dry_run_trials
+from .exports import CSVRenderer, PlainTextRenderer, ZipRenderer, safe_filename, study_bundle
 from .models import Reader, Study, Trial
 from .readers import ReaderError, invitation_send, invitation_url, reader_add, reader_progress
 from .roles import HasRole, Role, user_role
+from .scoring import CALLS_COLUMNS, TABLE_COLUMNS, calls_rows, imrmc_text, results_table_rows, study_results
 from .sessions import SessionError, reader_session, study_open, study_pool_counts
 from .trials import (
-    LATE_MESSAGE,
     CallInvalid,
     CallRefused,
     TrialNotFound,
@@ -114,6 +118,25 @@ def _state(*, study: Study, current, phase_trials: list, image_url: str) -> dict
     }
 
 
+class CallConflict(APIException):
+    status_code = 409
+    default_detail = "This call cannot be recorded now."
+
+
+@contextmanager
+def _call_errors_as_http():
+    """The trial rules' refusals as HTTP answers, the same for readers and dry runs: no such
+    current trial 404 (no hint why), malformed 400, refused now 409 with the reason."""
+    try:
+        yield
+    except TrialNotFound:
+        raise NotFound() from None
+    except CallInvalid as error:
+        raise ValidationError({"call": str(error)}) from error
+    except CallRefused as error:
+        raise CallConflict(str(error)) from error
+
+
 def _call_result(*, study: Study, phase: str, bank_image_id: int, replayed: bool) -> dict:
     show_truth = phase == Trial.Phase.TRAINING and study.training_feedback
     truth = BankImage.objects.only("image_class").get(pk=bank_image_id).image_class if show_truth else None
@@ -151,14 +174,8 @@ class MyCallsView(APIView):
         session = _session_or_error(request)
         body = CallSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
+        with _call_errors_as_http():
             outcome = call_record(session=session, **body.validated_data)
-        except TrialNotFound:
-            raise NotFound() from None
-        except CallInvalid as error:
-            raise ValidationError({"call": str(error)}) from error
-        except CallRefused as error:
-            return Response({"detail": str(error)}, status=409)
         trial = outcome.trial
         result = _call_result(
             study=session.reader.study, phase=trial.phase, bank_image_id=trial.bank_image_id, replayed=outcome.replayed
@@ -204,26 +221,16 @@ class DryRunCallsView(APIView):
         body = CallSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         fields = body.validated_data
-        try:
-            trial, decision = dry_run_call(
+        with _call_errors_as_http():
+            trial, replayed = dry_run_call(
                 store=request.session,
                 study=study,
                 token=fields["token"],
                 call=fields["call"],
                 confidence=fields.get("confidence"),
             )
-        except TrialNotFound:
-            raise NotFound() from None
-        except CallInvalid as error:
-            raise ValidationError({"call": str(error)}) from error
-        except CallRefused as error:
-            return Response({"detail": str(error)}, status=409)
-        if decision == "late":
-            return Response({"detail": LATE_MESSAGE}, status=409)
-        result = _call_result(
-            study=study, phase=trial.phase, bank_image_id=trial.bank_image_id, replayed=decision == "replay"
-        )
-        return Response(result, status=200 if decision == "replay" else 201)
+        result = _call_result(study=study, phase=trial.phase, bank_image_id=trial.bank_image_id, replayed=replayed)
+        return Response(result, status=200 if replayed else 201)
 
 
 class ReaderSerializer(serializers.ModelSerializer):
@@ -284,16 +291,7 @@ class StudySerializer(serializers.ModelSerializer):
             "state",
             "instructions",
             "consent_text",
-            "images_per_session",
-            "synthetic_min",
-            "synthetic_max",
-            "time_limit_s",
-            "training_images",
-            "training_feedback",
-            "fixed_set",
-            "ask_confidence",
-            "ask_reason",
-            "display_size_px",
+            *Study.PROTOCOL_FIELDS,
             "show_score_after",
             "created_at",
             "readers",
@@ -341,6 +339,46 @@ class StudyViewSet(viewsets.ModelViewSet):
         except SessionError as error:
             raise ValidationError({"detail": str(error)}) from error
         return Response(StudySerializer(study).data)
+
+    def _download(self, request: Request, data, *, filename: str) -> Response:
+        response = Response(data)
+        if request.accepted_renderer.format != "json":
+            response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR})
+    @action(detail=True, url_path="results/table", renderer_classes=[JSONRenderer, CSVRenderer])
+    def results_table(self, request: Request, pk: str) -> Response:
+        """The results table: a row per reader (TP, FN, FP, TN, rates, accuracy, balanced accuracy,
+        intervals, p-values) and per group. ``?format=csv`` for table.csv."""
+        study = self.get_object()
+        self.csv_columns = TABLE_COLUMNS
+        rows = results_table_rows(study_results(study=study))
+        return self._download(request, rows, filename=f"{safe_filename(study.name)}-table.csv")
+
+    @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR})
+    @action(detail=True, url_path="results/calls", renderer_classes=[JSONRenderer, CSVRenderer])
+    def results_calls(self, request: Request, pk: str) -> Response:
+        """Every trial: reader, role, case, truth, call, confidence, reason, phase, times,
+        response ms, expired. ``?format=csv`` for calls.csv."""
+        study = self.get_object()
+        self.csv_columns = CALLS_COLUMNS
+        return self._download(request, calls_rows(study=study), filename=f"{safe_filename(study.name)}-calls.csv")
+
+    @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
+    @action(detail=True, url_path="results/imrmc", renderer_classes=[PlainTextRenderer])
+    def results_imrmc(self, request: Request, pk: str) -> Response:
+        """The main-phase calls in iMRMC's input format."""
+        study = self.get_object()
+        return self._download(request, imrmc_text(study=study), filename=f"{safe_filename(study.name)}.imrmc")
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    @action(detail=True, url_path="results/bundle", renderer_classes=[ZipRenderer])
+    def results_bundle(self, request: Request, pk: str) -> Response:
+        """A zip to audit or re-run the analysis: settings, seeds and orders, the bank manifest,
+        generator hashes and configuration, code version, audit log, and the three exports."""
+        study = self.get_object()
+        return self._download(request, study_bundle(study=study), filename=f"{safe_filename(study.name)}-bundle.zip")
 
     @extend_schema(request=None, responses=StudySerializer)
     @action(detail=True, methods=["post"])

@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_datetime
 
 from .models import Study, Trial
 from .sessions import study_session_plan
-from .trials import TrialNotFound, call_decide, call_validate, trial_is_late
+from .trials import LATE_MESSAGE, CallRefused, TrialNotFound, call_decide, call_validate, trial_is_late
 
 STORE_KEY = "synthread_dry_runs"
 
@@ -102,9 +102,9 @@ def dry_run_call(
     call: str,
     confidence: int | None = None,
     now: datetime | None = None,
-) -> tuple[DryTrial, str]:
-    """Decide a dry-run call by the real rules; returns the trial and "replay", "record" or
-    "late" (a late call expires the trial, as for a reader)."""
+) -> tuple[DryTrial, bool]:
+    """Decide a dry-run call by the readers' rules; returns the trial and whether the call was
+    a replay. A late call expires the trial and is refused (CallRefused), as for a reader."""
     now = now or timezone.now()
     call_validate(call=call, confidence=confidence)
     trials = _load(store, study)
@@ -120,4 +120,6 @@ def dry_run_call(
     elif decision == "record":
         trial.call = call
     _save(store, study, trials)
-    return trial, decision
+    if decision == "late":
+        raise CallRefused(LATE_MESSAGE)
+    return trial, decision == "replay"

@@ -67,7 +67,8 @@ class Study(models.Model):
     Settings that shape the evidence (``EVIDENCE_FIELDS``) freeze once any session has started:
     saving a change to one of them then raises ``EvidenceFrozen``."""
 
-    EVIDENCE_FIELDS = (
+    # The protocol settings an admin chooses; with the fixed sets they are the evidence settings.
+    PROTOCOL_FIELDS = (
         "images_per_session",
         "synthetic_min",
         "synthetic_max",
@@ -75,12 +76,11 @@ class Study(models.Model):
         "training_images",
         "training_feedback",
         "fixed_set",
-        "fixed_main_set",
-        "fixed_training_set",
         "ask_confidence",
         "ask_reason",
         "display_size_px",
     )
+    EVIDENCE_FIELDS = (*PROTOCOL_FIELDS, "fixed_main_set", "fixed_training_set")
 
     class State(models.TextChoices):
         DRAFT = "draft"

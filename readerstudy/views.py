@@ -15,9 +15,10 @@ from generator.models import BankImage
 from .dry_run import dry_run_serve, dry_run_start
 from .health import health_report
 from .models import Reader, Study, Trial
+from .plots import PLOTS
 from .readers import consent_accept, consent_needed, reader_progress
 from .roles import Role, redirect_home, role_required
-from .scoring import reader_main_score
+from .scoring import reader_main_score, results_table_rows, study_results
 from .sessions import SessionError, reader_session
 from .trials import GRACE_S, TrialNotFound, trial_serve
 
@@ -52,7 +53,46 @@ def no_role(request: HttpRequest) -> HttpResponse:
 
 @role_required(Role.RESEARCHER)
 def results_home(request: HttpRequest) -> HttpResponse:
-    return render(request, "readerstudy/results_home.html")
+    """Every study with its readers' progress; each links to its results."""
+    studies = Study.objects.order_by("-created_at")
+    rows = [(study, [reader_progress(reader=r) for r in study.readers.all()]) for study in studies]
+    summaries = [
+        (study, len(progress), sum(p.status == "finished" for p in progress), sum(p.done > 0 for p in progress))
+        for study, progress in rows
+    ]
+    return render(request, "readerstudy/results_home.html", {"summaries": summaries})
+
+
+@role_required(Role.RESEARCHER)
+def results_study(request: HttpRequest, study_id: int) -> HttpResponse:
+    """A study's results: the table, how to read it, plots, downloads."""
+    study = get_object_or_404(Study, pk=study_id)
+    results = study_results(study=study)
+    api = reverse("study-detail", args=[study.pk])
+    return render(
+        request,
+        "readerstudy/results_study.html",
+        {
+            "study": study,
+            "results": results,
+            "rows": results_table_rows(results),
+            "has_roc": any(r.roc and r.roc.points for r in results.readers),
+            "downloads": [
+                ("table.csv", f"{api}results/table/?format=csv"),
+                ("calls.csv", f"{api}results/calls/?format=csv"),
+                ("study.imrmc", f"{api}results/imrmc/"),
+                ("audit bundle (.zip)", f"{api}results/bundle/"),
+            ],
+        },
+    )
+
+
+@role_required(Role.RESEARCHER)
+def results_plot(request: HttpRequest, study_id: int, name: str) -> HttpResponse:
+    if name not in PLOTS:
+        raise Http404
+    study = get_object_or_404(Study, pk=study_id)
+    return HttpResponse(PLOTS[name](study_results(study=study)), content_type="image/png")
 
 
 @never_cache

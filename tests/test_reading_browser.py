@@ -89,6 +89,15 @@ def _log_in(page: Page, base_url: str, username: str, password: str) -> None:
     page.click("main button[type=submit]")
 
 
+def _start_reading(page: Page, base_url: str, study: Study):
+    """A new reader of the study, logged in, on the reading page; returns the user."""
+    user = UserFactory(role="readers", password=PASSWORD)
+    Reader.objects.create(user=user, study=study)
+    _log_in(page, base_url, user.username, PASSWORD)
+    page.goto(f"{base_url}/reading/{study.pk}/read")
+    return user
+
+
 def _wait_for_image(page: Page, label: str | None = None) -> None:
     """Wait until the trial (``label``, e.g. "Image 3 of 50") has its image on screen."""
     if label:
@@ -147,10 +156,7 @@ def test_a_reader_goes_from_invitation_to_thank_you_by_keyboard(page, live_serve
 
 def test_an_image_left_alone_is_hidden_at_the_limit_and_recorded_expired(page, live_server):
     study = _study(name="Expiry", per_session=3, training=0, time_limit_s=2.0)
-    user = UserFactory(role="readers", password=PASSWORD)
-    Reader.objects.create(user=user, study=study)
-    _log_in(page, live_server.url, user.username, PASSWORD)
-    page.goto(f"{live_server.url}/reading/{study.pk}/read")
+    user = _start_reading(page, live_server.url, study)
 
     _wait_for_image(page, "Image 1 of 3")
     page.keyboard.press("r")
@@ -169,12 +175,9 @@ def test_an_image_left_alone_is_hidden_at_the_limit_and_recorded_expired(page, l
 
 def test_a_closed_tab_resumes_at_the_next_trial(browser, live_server):
     study = _study(name="Resume", per_session=4, training=0, time_limit_s=2.0)
-    user = UserFactory(role="readers", password=PASSWORD)
-    Reader.objects.create(user=user, study=study)
     context = browser.new_context()
     page = context.new_page()
-    _log_in(page, live_server.url, user.username, PASSWORD)
-    page.goto(f"{live_server.url}/reading/{study.pk}/read")
+    user = _start_reading(page, live_server.url, study)
     _wait_for_image(page, "Image 1 of 4")
     page.keyboard.press("r")
     _wait_for_image(page, "Image 2 of 4")
@@ -191,10 +194,7 @@ def test_a_closed_tab_resumes_at_the_next_trial(browser, live_server):
 
 def test_a_reload_keeps_the_clock_running(page, live_server):
     study = _study(name="Reload", per_session=2, training=0, time_limit_s=6.0)
-    user = UserFactory(role="readers", password=PASSWORD)
-    Reader.objects.create(user=user, study=study)
-    _log_in(page, live_server.url, user.username, PASSWORD)
-    page.goto(f"{live_server.url}/reading/{study.pk}/read")
+    _start_reading(page, live_server.url, study)
     _wait_for_image(page, "Image 1 of 2")
     time.sleep(2.5)
     page.reload()
@@ -226,10 +226,7 @@ def test_an_admins_dry_run_records_nothing(page, live_server):
 
 def test_confidence_is_asked_before_a_call_and_a_reason_is_kept(page, live_server):
     study = _study(name="Confident", per_session=2, training=0, time_limit_s=None, ask_confidence=True, ask_reason=True)
-    user = UserFactory(role="readers", password=PASSWORD)
-    Reader.objects.create(user=user, study=study)
-    _log_in(page, live_server.url, user.username, PASSWORD)
-    page.goto(f"{live_server.url}/reading/{study.pk}/read")
+    user = _start_reading(page, live_server.url, study)
     _wait_for_image(page, "Image 1 of 2")
     assert page.locator("#countdown").inner_text() == ""  # no limit, no countdown
     page.keyboard.press("s")
