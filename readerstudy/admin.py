@@ -7,7 +7,8 @@ from django.utils.html import format_html
 from generator.models import EvidenceFrozen
 
 from .jobs import job_cancel, job_enqueue
-from .models import ProbeJob, Reader, Study, WorkerHeartbeat
+from .models import ProbeJob, QuizImage, Reader, Study, WorkerHeartbeat
+from .quiz import quiz_pool_counts
 from .readers import ReaderError, invitation_send, invitation_url, reader_progress
 from .sessions import SessionError, study_open, study_pool_counts, study_pools_from_bank
 from .workers import workers_alive
@@ -118,7 +119,7 @@ class StudyAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     inlines = [ReaderInline]
     actions = ["open_studies", "close_studies", "pools_from_whole_bank"]
-    readonly_fields = ("state", "pools_display", "dry_run_link", "fixed_main_set", "fixed_training_set")
+    readonly_fields = ("state", "pools_display", "dry_run_link", "quiz_link", "fixed_main_set", "fixed_training_set")
     fieldsets = (
         (None, {"fields": ("name", "state", "dry_run_link", "instructions", "consent_text")}),
         (
@@ -127,6 +128,7 @@ class StudyAdmin(admin.ModelAdmin):
         ),
         ("Pools", {"fields": ("pools_display", "fixed_main_set", "fixed_training_set")}),
         ("After reading", {"fields": ("show_score_after",)}),
+        ("Public quiz", {"fields": ("quiz_enabled", "quiz_link")}),
     )
 
     def get_readonly_fields(self, request, obj=None):
@@ -152,6 +154,13 @@ class StudyAdmin(admin.ModelAdmin):
             '<a class="button" href="{}">Read it as a reader would (nothing is recorded)</a>',
             reverse("dry-run", args=[study.pk]),
         )
+
+    @admin.display(description="quiz page")
+    def quiz_link(self, study: Study) -> str:
+        if study.pk is None or not study.quiz_enabled:
+            return "off"
+        url = reverse("quiz", args=[study.pk])
+        return format_html('<a href="{}">{}</a> (quiz pool: {})', url, url, quiz_pool_counts())
 
     def save_model(self, request, obj, form, change) -> None:
         try:
@@ -211,3 +220,13 @@ class ReaderAdmin(admin.ModelAdmin):
                 self.message_user(request, str(error), messages.ERROR)
             else:
                 self.message_user(request, f"Invitation e-mailed to {reader.user.email}.", messages.SUCCESS)
+
+
+@admin.register(QuizImage)
+class QuizImageAdmin(admin.ModelAdmin):
+    """The public quiz pool (fill it with ``manage.py quiz_pool --per-class N``)."""
+
+    list_display = ("bank_image", "added_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False

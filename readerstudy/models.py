@@ -107,6 +107,9 @@ class Study(models.Model):
     show_score_after = models.BooleanField(
         default=False, help_text="Show a reader their main-phase score on the thank-you page."
     )
+    quiz_enabled = models.BooleanField(
+        default=False, help_text="A public real-or-synthetic quiz page for this study (images from the quiz pool)."
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -228,3 +231,15 @@ class PoolEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pool} {self.image_class} #{self.rank} of {self.study}"
+
+
+class QuizImage(models.Model):
+    """A bank image of the public quiz pool. The quiz reveals its answers to anyone, so these
+    images are kept out of every study's pools: a reader who played the quiz never meets its
+    answers again in a study."""
+
+    bank_image = models.OneToOneField("generator.BankImage", on_delete=models.PROTECT, related_name="quiz_entry")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"quiz image {self.bank_image_id}"

@@ -219,6 +219,9 @@ def study_set_pools(
     with transaction.atomic(using=main.db), connections[main.db].cursor() as cursor:
         if study.has_started:
             raise EvidenceFrozen(f"Readers have started {study}; its pools can no longer change.")
+        quiz = (main | training).filter(quiz_entry__isnull=False).count()
+        if quiz:
+            raise SessionError(f"{quiz} image(s) are in the public quiz pool; its answers are public, leave them out.")
         overlap = main.filter(pk__in=training.values("pk")).count()
         if overlap:
             raise SessionError(f"{overlap} image(s) are in both the main and the training pool; keep them apart.")
@@ -260,7 +263,9 @@ def study_pools_from_bank(
     if training_per_class is None:
         training_per_class = max(-(-study.training_images // 2), 1)
     source = BankImage.objects.all() if bank_images is None else bank_images
-    active = BankImage.objects.filter(pk__in=source.values("pk"), status=BankImage.Status.ACTIVE)
+    active = BankImage.objects.filter(
+        pk__in=source.values("pk"), status=BankImage.Status.ACTIVE, quiz_entry__isnull=True
+    )
     rng = np.random.default_rng(seed)
     training_ids: list[int] = []
     for image_class in BankImage.ImageClass:

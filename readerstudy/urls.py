@@ -43,6 +43,9 @@ urlpatterns = [
     path("reading/<int:study_id>/dry-run/done", views.dry_run_done, name="dry-run-done"),
     path("reading/<int:study_id>/dry-run/image/<str:token>", views.dry_run_image, name="dry-run-image"),
     path("healthz", views.healthz, name="healthz"),
+    path("quiz/<int:study_id>/", views.quiz, name="quiz"),
+    path("quiz/<int:study_id>/<str:token>/<int:index>.png", views.quiz_image, name="quiz-image"),
+    path("quiz/<int:study_id>/<str:token>/key", views.quiz_key, name="quiz-key"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(template_name="registration/login.html"),

@@ -16,6 +16,7 @@ from .dry_run import dry_run_serve, dry_run_start
 from .health import health_report
 from .models import Reader, Study, Trial
 from .plots import PLOTS
+from .quiz import QuizError, quiz_images, quiz_new, quiz_score
 from .readers import consent_accept, consent_needed, reader_progress
 from .roles import Role, redirect_home, role_required
 from .scoring import reader_main_score, results_table_rows, study_results
@@ -93,6 +94,57 @@ def results_plot(request: HttpRequest, study_id: int, name: str) -> HttpResponse
         raise Http404
     study = get_object_or_404(Study, pk=study_id)
     return HttpResponse(PLOTS[name](study_results(study=study)), content_type="image/png")
+
+
+def _quiz_study(study_id: int) -> Study:
+    study = Study.objects.filter(pk=study_id, quiz_enabled=True).first()
+    if study is None:
+        raise Http404
+    return study
+
+
+@never_cache
+@require_GET
+def quiz(request: HttpRequest, study_id: int) -> HttpResponse:
+    """The public quiz: a fresh grid of images for anyone; nothing is stored about visitors."""
+    study = _quiz_study(study_id)
+    token = quiz_new(study=study)
+    try:
+        images = quiz_images(study=study, token=token)
+    except QuizError as error:
+        return render(request, "readerstudy/quiz.html", {"study": study, "error": str(error)}, status=503)
+    return render(request, "readerstudy/quiz.html", {"study": study, "token": token, "indices": range(len(images))})
+
+
+@never_cache
+@require_GET
+def quiz_image(request: HttpRequest, study_id: int, token: str, index: int) -> HttpResponse:
+    study = _quiz_study(study_id)
+    try:
+        images = quiz_images(study=study, token=token)
+    except QuizError:
+        raise Http404 from None
+    if not 0 <= index < len(images):
+        raise Http404
+    return _image_response(images[index])
+
+
+@never_cache
+@require_GET
+def quiz_key(request: HttpRequest, study_id: int, token: str) -> HttpResponse:
+    """The answer key and the visitor's score, from their marks in the query string."""
+    study = _quiz_study(study_id)
+    try:
+        images = quiz_images(study=study, token=token)
+    except QuizError:
+        raise Http404 from None
+    marks = [request.GET.get(f"mark{index}", "") for index in range(len(images))]
+    key, right = quiz_score(images=images, marks=marks)
+    return render(
+        request,
+        "readerstudy/quiz_key.html",
+        {"study": study, "token": token, "key": key, "right": right, "total": len(key)},
+    )
 
 
 @never_cache

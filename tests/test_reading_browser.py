@@ -3,13 +3,12 @@ server: invitation → password → consent → training with feedback → 50 im
 thank-you; an image left alone is hidden at the limit and recorded expired; a closed tab resumes
 at the next trial; an admin's dry run records nothing."""
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from generator.bank import bank_image_store
 from generator.models import BankImage
@@ -18,39 +17,10 @@ from readerstudy.readers import invitation_url, reader_add
 from readerstudy.sessions import study_open, study_set_pools
 from tests.factories import UserFactory
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM refuses such threads
-# unless told it is safe (it is: the test, not the browser, talks to the database).
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 PASSWORD = "a-long-reader-passphrase-42"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
 
 
 def _bank(count: int, image_class: str, rng) -> list[BankImage]:
