@@ -7,7 +7,7 @@ from django.utils.html import format_html
 from generator.models import EvidenceFrozen
 
 from .jobs import job_cancel, job_enqueue
-from .models import ProbeJob, QuizImage, Reader, Study, WorkerHeartbeat
+from .models import MachineObserverJob, ProbeJob, QuizImage, Reader, Study, WorkerHeartbeat
 from .quiz import quiz_pool_counts
 from .readers import ReaderError, invitation_send, invitation_url, reader_progress
 from .sessions import SessionError, study_open, study_pool_counts, study_pools_from_bank
@@ -230,3 +230,10 @@ class QuizImageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(MachineObserverJob)
+class MachineObserverJobAdmin(LeasedJobAdmin):
+    list_display = ("pk", "study", "state", "progress_display", "attempts", "created_at")
+    list_filter = ("state",)
+    readonly_fields = ("state", "progress", "result", "error", "log", "attempts", "lease_owner", "finished_at")

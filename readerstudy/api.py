@@ -22,7 +22,7 @@ from .exports import CSVRenderer, PlainTextRenderer, ZipRenderer, safe_filename,
 from .models import Reader, Study, Trial
 from .readers import ReaderError, invitation_send, invitation_url, reader_add, reader_progress
 from .roles import HasRole, Role, user_role
-from .scoring import CALLS_COLUMNS, TABLE_COLUMNS, calls_rows, imrmc_text, results_table_rows, study_results
+from .scoring import CALLS_COLUMNS, TABLE_COLUMNS, calls_rows, imrmc_text, study_table_rows
 from .sessions import SessionError, reader_session, study_open, study_pool_counts
 from .trials import (
     CallInvalid,
@@ -353,7 +353,7 @@ class StudyViewSet(viewsets.ModelViewSet):
         intervals, p-values) and per group. ``?format=csv`` for table.csv."""
         study = self.get_object()
         self.csv_columns = TABLE_COLUMNS
-        rows = results_table_rows(study_results(study=study))
+        rows = study_table_rows(study=study)
         return self._download(request, rows, filename=f"{safe_filename(study.name)}-table.csv")
 
     @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR})

@@ -16,7 +16,7 @@ from rest_framework.renderers import BaseRenderer
 from generator.models import BankImage, TrainingJob, VolumeCorrection
 
 from .models import ReadingSession, Study
-from .scoring import CALLS_COLUMNS, TABLE_COLUMNS, calls_rows, imrmc_text, results_table_rows, study_results
+from .scoring import CALLS_COLUMNS, TABLE_COLUMNS, calls_rows, imrmc_text, study_table_rows
 
 
 class CSVRenderer(BaseRenderer):
@@ -63,7 +63,7 @@ class ZipRenderer(BaseRenderer):
 
 
 def table_csv(*, study: Study) -> str:
-    return rows_to_csv(results_table_rows(study_results(study=study)), TABLE_COLUMNS)
+    return rows_to_csv(study_table_rows(study=study), TABLE_COLUMNS)
 
 
 def calls_csv(*, study: Study) -> str:

@@ -243,3 +243,25 @@ class QuizImage(models.Model):
 
     def __str__(self) -> str:
         return f"quiz image {self.bank_image_id}"
+
+
+class MachineObserverJob(LeasedJob):
+    """A classifier two-sample test beside the human readers: a small CNN trained from scratch
+    to tell the study's real images from its synthetic ones, tested on a held-out split (by
+    subject, and by training job and seed). On the ``default`` queue: it needs TensorFlow's op
+    determinism, which is process-wide and would stay on in a training worker. Its result is a
+    row of the results table."""
+
+    task_name = "readerstudy.tasks.machine_observer_run"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="observer_jobs")
+    seed = models.PositiveIntegerField(default=0)
+    epochs = models.PositiveIntegerField(default=8)
+    batch_size = models.PositiveIntegerField(default=32)
+    result = models.JSONField(default=dict, blank=True)
+
+    def queue_name(self) -> str:
+        return "default"
+
+    def __str__(self) -> str:
+        return f"Machine observer {self.pk} of {self.study} ({self.state})"

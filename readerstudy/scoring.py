@@ -109,9 +109,28 @@ def _bounds(interval) -> tuple:
     return (interval.low, interval.high) if interval else (None, None)
 
 
-def results_table_rows(results: StudyResults) -> list[dict]:
+def observer_row(result: dict) -> dict:
+    """The machine observer's row of the table: its held-out test set, the readers' convention."""
+    counts = ConfusionCounts(tp=result["tp"], fn=result["fn"], fp=result["fp"], tn=result["tn"])
+    low, high = result["accuracy_interval"]
+    row = dict.fromkeys(TABLE_COLUMNS) | counts.as_row()
+    return row | {
+        "reader": "machine observer",
+        "role": "CNN (classifier two-sample test)",
+        "n_readers": 1,
+        "accuracy_ci_low": low,
+        "accuracy_ci_high": high,
+        "accuracy_binomial_p": result["p_value"],
+        "note": f"held-out test set: {result['n_scored']} images scored, one per held-out subject or generator "
+        f"group, of {result['n_test']} held out (trained on {result['n_train']}); "
+        f"alpha {result['alpha']}: {'significant' if result['significant'] else 'not significant'}; "
+        "accuracy interval Clopper-Pearson",
+    }
+
+
+def results_table_rows(results: StudyResults, *, observer: dict | None = None) -> list[dict]:
     """``table.csv``: one row per reader (the paper's Table 1 columns and more), then a row per
-    group (neuroradiologists, other readers) and one for all readers."""
+    group (neuroradiologists, other readers), then the machine observer's when it has run."""
     rows = []
     for result in results.readers:
         stats, reader = result.statistics, result.reader
@@ -155,7 +174,16 @@ def results_table_rows(results: StudyResults) -> list[dict]:
             _bounds(balanced.interval) if balanced.interval else (balanced.minimum, balanced.maximum)
         )
         rows.append(row)
+    if observer:
+        rows.append({column: observer_row(observer)[column] for column in TABLE_COLUMNS})
     return rows
+
+
+def study_table_rows(*, study: Study, results: StudyResults | None = None) -> list[dict]:
+    """The table of a study as the page, the API and the command show it: readers, groups, and
+    the latest machine observer that finished."""
+    observer = study.observer_jobs.filter(state="succeeded").order_by("-finished_at", "-pk").first()
+    return results_table_rows(results or study_results(study=study), observer=observer.result if observer else None)
 
 
 CALLS_COLUMNS = [

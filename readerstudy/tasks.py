@@ -4,7 +4,8 @@ from celery import shared_task
 
 from .jobs import job_run
 from .jobs import jobs_requeue_lapsed as requeue_lapsed
-from .models import ProbeJob
+from .models import MachineObserverJob, ProbeJob
+from .observer import machine_observer_work
 from .probes import probe_job_work
 
 
@@ -17,3 +18,9 @@ def probe_job_run(*, job_id: int) -> str | None:
 @shared_task(name="readerstudy.tasks.jobs_requeue_lapsed")
 def jobs_requeue_lapsed() -> int:
     return len(requeue_lapsed())
+
+
+@shared_task(name="readerstudy.tasks.machine_observer_run")
+def machine_observer_run(*, job_id: int) -> str | None:
+    final = job_run(model=MachineObserverJob, job_id=job_id, work=machine_observer_work)
+    return final.value if final else None

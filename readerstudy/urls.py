@@ -32,6 +32,7 @@ urlpatterns = [
     path("results/", views.results_home, name="results-home"),
     path("results/<int:study_id>/", views.results_study, name="results-study"),
     path("results/<int:study_id>/<str:name>.png", views.results_plot, name="results-plot"),
+    path("results/<int:study_id>/machine-observer", views.results_machine_observer, name="results-machine-observer"),
     path("reading/", views.reading_home, name="reading-home"),
     path("reading/image/<str:token>", views.reading_image, name="reading-image"),
     path("reading/<int:study_id>/", views.reading_study, name="reading-study"),

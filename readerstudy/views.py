@@ -8,18 +8,19 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from generator.models import BankImage
 
 from .dry_run import dry_run_serve, dry_run_start
 from .health import health_report
 from .models import Reader, Study, Trial
+from .observer import machine_observer_create, machine_observer_latest
 from .plots import PLOTS
 from .quiz import QuizError, quiz_images, quiz_new, quiz_score
 from .readers import consent_accept, consent_needed, reader_progress
 from .roles import Role, redirect_home, role_required
-from .scoring import reader_main_score, results_table_rows, study_results
+from .scoring import reader_main_score, study_results, study_table_rows
 from .sessions import SessionError, reader_session
 from .trials import GRACE_S, TrialNotFound, trial_serve
 
@@ -76,7 +77,9 @@ def results_study(request: HttpRequest, study_id: int) -> HttpResponse:
         {
             "study": study,
             "results": results,
-            "rows": results_table_rows(results),
+            "rows": study_table_rows(study=study, results=results),
+            "observer": machine_observer_latest(study=study),
+            "observer_running": study.observer_jobs.filter(state__in=["queued", "running"]).first(),
             "has_roc": any(r.roc and r.roc.points for r in results.readers),
             "downloads": [
                 ("table.csv", f"{api}results/table/?format=csv"),
@@ -86,6 +89,20 @@ def results_study(request: HttpRequest, study_id: int) -> HttpResponse:
             ],
         },
     )
+
+
+@role_required(Role.RESEARCHER)
+@require_POST
+def results_machine_observer(request: HttpRequest, study_id: int) -> HttpResponse:
+    """Queue a machine observer run for the study (a Celery task on the gpu queue)."""
+    study = get_object_or_404(Study, pk=study_id)
+    try:
+        job = machine_observer_create(study=study)
+    except ValueError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Machine observer {job.pk} queued; its row appears here when it has finished.")
+    return redirect("results-study", study_id=study_id)
 
 
 @role_required(Role.RESEARCHER)
