@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generator', '0004_training_metrics'),
+        ('generator', '0003_image_bank'),
         ('readerstudy', '0005_pool_entries'),
     ]
 
