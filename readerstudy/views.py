@@ -133,8 +133,7 @@ def quiz(request: HttpRequest, study_id: int) -> HttpResponse:
     return render(request, "readerstudy/quiz.html", {"study": study, "token": token, "indices": range(len(images))})
 
 
-@never_cache
-@require_GET
+@require_GET  # not never_cache: its Expires header would differ from a reader's image headers
 def quiz_image(request: HttpRequest, study_id: int, token: str, index: int) -> HttpResponse:
     study = _quiz_study(study_id)
     try:

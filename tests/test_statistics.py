@@ -24,7 +24,9 @@ from readerstudy.statistics import (
     wilson_interval,
 )
 
-PAPER_TABLE1 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "paper_table1.csv"
+# The paper's Table 1 (Kazuhiro et al. 2018), copied from the design folder's data/ so the repo's
+# tests need nothing outside it.
+PAPER_TABLE1 = Path(__file__).resolve().parent / "data" / "paper_table1.csv"
 
 ALL_RIGHT_50 = ConfusionCounts(tp=25, fn=0, fp=0, tn=25)
 ALL_REAL_30_20 = ConfusionCounts(tp=30, fn=0, fp=20, tn=0)
