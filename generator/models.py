@@ -107,6 +107,12 @@ class TrainingJob(LeasedJob):
     config = models.JSONField(help_text="The full training configuration (generator.ml.dcgan.TrainingConfig).")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     generator_file = models.FileField(upload_to="training/", max_length=255, blank=True)
+    metrics = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Quality metrics per measured step (generator.ml.metrics): "
+        "{step, epoch, swd_mean, swd_levels, ms_ssim_synthetic, ms_ssim_real, scales, pairs, sample_count}.",
+    )
 
     def __str__(self) -> str:
         return f"training job {self.pk} ({self.preset} on {self.dataset})"

@@ -4,6 +4,8 @@ from pathlib import Path
 
 from rest_framework import serializers
 
+from generator.ml.dcgan import METRICS_SETTINGS
+
 from .models import BankFillJob, Dataset, TrainingJob, Volume
 
 
@@ -81,6 +83,7 @@ class TrainingJobSerializer(serializers.ModelSerializer):
             "samples_url",
             "loss_plot_url",
             "generator_url",
+            "metrics",
         ]
         read_only_fields = fields
 
@@ -120,6 +123,9 @@ class TrainingJobCreateSerializer(serializers.Serializer):
     label_smoothing = serializers.FloatField(min_value=0.0, max_value=0.5, required=False)
     discriminator_input_batchnorm = serializers.BooleanField(required=False)
     mixed_precision = serializers.ChoiceField(choices=["auto", "on", "off"], required=False)
+    metrics_every = serializers.ChoiceField(
+        choices=list(METRICS_SETTINGS), required=False, help_text="When to measure SWD and MS-SSIM diversity."
+    )
 
 
 class BankFillJobSerializer(serializers.ModelSerializer):

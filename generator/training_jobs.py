@@ -1,5 +1,5 @@
 """Training jobs: create one from a preset, run it on a worker (resuming from its latest
-checkpoint in storage), and read back its samples, loss plot and generator."""
+checkpoint in storage), and read back its samples, loss plot, quality metrics and generator."""
 
 import logging
 import re
@@ -186,6 +186,20 @@ def training_job_work(job: TrainingJob, handle: JobHandle) -> None:
         if uploader.sync_if_new_checkpoint():
             handle.report(**training_pictures(job=job))
 
+    logged_steps = {point["step"] for point in job.metrics}
+
+    def on_metrics(history: list[dict]) -> None:
+        # Straight to the row (progress waits for the next heartbeat), and only while this worker holds the job.
+        TrainingJob.objects.filter(pk=job.pk, lease_owner=handle.owner).update(metrics=history)
+        latest = history[-1] if history else None
+        if latest is not None and latest["step"] not in logged_steps:  # a resume hands over earlier points
+            logged_steps.add(latest["step"])
+            job_log(
+                job=job,
+                message=f"quality at step {latest['step']}: SWD×1e3 {latest['swd_mean']}, MS-SSIM synthetic "
+                f"{latest['ms_ssim_synthetic']} / real {latest['ms_ssim_real']} ({latest['scales']} scales)",
+            )
+
     def should_stop() -> bool:
         if handle.lease_lost.is_set():
             raise LeaseLost(f"training job {job.pk}: another worker holds the lease now")
@@ -199,6 +213,7 @@ def training_job_work(job: TrainingJob, handle: JobHandle) -> None:
         on_progress=on_progress,
         should_stop=should_stop,
         checkpoint_every_s=settings.TRAINING_CHECKPOINT_EVERY_S,
+        on_metrics=on_metrics,
     )
     uploader.sync()
     handle.report(step=result.steps_done, total=result.total_steps, eta_s=0, **training_pictures(job=job))

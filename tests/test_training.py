@@ -19,10 +19,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 BATCH = 8
 STEPS_PER_EPOCH = 4
+METRICS_SAMPLE = 16  # real and synthetic images per quality measurement (a real run takes 512)
 
 
 def config(steps: int, **overrides) -> TrainingConfig:
-    return TrainingConfig(**{"size": 64, "batch_size": BATCH, "steps": steps, "mixed_precision": "off", **overrides})
+    values = {"size": 64, "batch_size": BATCH, "steps": steps, "mixed_precision": "off", "metrics_every": "off"}
+    return TrainingConfig(**{**values, **overrides})
 
 
 def discs(count: int = 24, size: int = 64) -> np.ndarray:
@@ -51,8 +53,15 @@ def checkpoint_steps(checkpoint_dir) -> list[int]:
 def test_a_run_writes_checkpoint_samples_and_loss_plot_then_resumes(tmp_path, dataset, every_progress):
     checkpoint_dir = tmp_path / "run"
     reports: list[TrainingProgress] = []
+    measured: list[list[dict]] = []
     result = train(
-        config(6), dataset, steps_per_epoch=STEPS_PER_EPOCH, checkpoint_dir=checkpoint_dir, on_progress=reports.append
+        config(6, metrics_every="epoch"),
+        dataset,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        checkpoint_dir=checkpoint_dir,
+        on_progress=reports.append,
+        on_metrics=measured.append,
+        metrics_sample_count=METRICS_SAMPLE,
     )
     assert (result.steps_done, result.total_steps, result.stopped) == (6, 6, False)
     assert result.checkpoint_path.name == "ckpt-6"
@@ -77,14 +86,27 @@ def test_a_run_writes_checkpoint_samples_and_loss_plot_then_resumes(tmp_path, da
         assert report.images_per_s > 0 and report.eta_s >= 0
     assert reports[-1].eta_s == 0
 
+    # Quality metrics at the end of epoch 1 and of the run, each point handed over with those before it.
+    assert [[point["step"] for point in points] for points in measured] == [[4], [4, 6]]
+    assert result.metrics == measured[-1] == json.loads((checkpoint_dir / "metrics.json").read_text())
+    for point, epoch in zip(result.metrics, (1, 2), strict=True):
+        assert point["epoch"] == epoch and (point["scales"], point["sample_count"]) == (3, METRICS_SAMPLE)
+        assert list(point["swd_levels"]) == ["64", "32", "16"] and point["swd_mean"] > 0
+        assert 0 < point["ms_ssim_synthetic"] <= 1 and 0 < point["ms_ssim_real"] <= 1
+
     recorded = json.loads((checkpoint_dir / "config.json").read_text())
-    assert TrainingConfig.from_dict(recorded["config"]) == config(6)
+    assert TrainingConfig.from_dict(recorded["config"]) == config(6, metrics_every="epoch")
     fixed_z = np.load(checkpoint_dir / "fixed_z.npy")
 
     # A larger budget resumes at step 6 and runs the 3 remaining steps only.
     reports.clear()
     resumed = train(
-        config(9), dataset, steps_per_epoch=STEPS_PER_EPOCH, checkpoint_dir=checkpoint_dir, on_progress=reports.append
+        config(9, metrics_every="epoch"),
+        dataset,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        checkpoint_dir=checkpoint_dir,
+        on_progress=reports.append,
+        metrics_sample_count=METRICS_SAMPLE,
     )
     assert resumed.steps_done == 9 and not resumed.stopped
     assert [report.step for report in reports] == [7, 8, 9, 9]
@@ -93,11 +115,22 @@ def test_a_run_writes_checkpoint_samples_and_loss_plot_then_resumes(tmp_path, da
     history = json.loads((checkpoint_dir / "history.json").read_text())
     assert history["step"] == list(range(1, 10))
     assert resumed.samples_path.name == "samples-epoch-0003.png"
+    assert [point["step"] for point in resumed.metrics] == [4, 6, 8, 9]
+    assert resumed.metrics[:2] == result.metrics
+    # The resumed run measures against the same real images: the first of its stream, as before.
+    assert len({point["ms_ssim_real"] for point in resumed.metrics}) == 1
 
-    # The same budget again: nothing left to do, nothing trained.
-    again = train(config(9), dataset, steps_per_epoch=STEPS_PER_EPOCH, checkpoint_dir=checkpoint_dir)
+    # The same budget again: nothing left to do, nothing trained, nothing measured again.
+    again = train(
+        config(9, metrics_every="end"),
+        dataset,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        checkpoint_dir=checkpoint_dir,
+        metrics_sample_count=METRICS_SAMPLE,
+    )
     assert again.steps_done == 9 and again.checkpoint_path.name == "ckpt-9"
     assert json.loads((checkpoint_dir / "history.json").read_text()) == history
+    assert again.metrics == resumed.metrics
 
     with pytest.raises(ValueError, match="label_smoothing"):
         train(config(12, label_smoothing=0.1), dataset, steps_per_epoch=STEPS_PER_EPOCH, checkpoint_dir=checkpoint_dir)
@@ -191,9 +224,11 @@ import tensorflow as tf
 # Two logical CPUs stand in for two GPUs: the same MirroredStrategy code path as a multi-GPU worker.
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from generator.ml import hardware
+from generator.ml import hardware, metrics
 from generator.ml.dcgan import TrainingConfig
 from generator.ml.training import train
+
+metrics.SAMPLE_COUNT = 16  # the real sample is gathered from both replicas' batches
 
 hardware.distribution_strategy = lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 images = np.random.default_rng(0).uniform(-1, 1, (16, 64, 64, 1)).astype(np.float32)
@@ -201,7 +236,7 @@ dataset = tf.data.Dataset.from_tensor_slices(images).batch(8)
 for steps in (3, 5):
     config = TrainingConfig(size=64, batch_size=8, steps=steps, mixed_precision=sys.argv[2])
     result = train(config, dataset, steps_per_epoch=2, checkpoint_dir=sys.argv[1])
-    print("steps_done", result.steps_done, np.isfinite([result.d_loss, result.g_loss]).all())
+    print("steps_done", result.steps_done, np.isfinite([result.d_loss, result.g_loss]).all(), len(result.metrics))
 """
 
 
@@ -216,5 +251,5 @@ def test_two_replicas_train_and_resume_through_the_same_loop(tmp_path, mixed_pre
         timeout=240,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert completed.stdout.split("\n")[:2] == ["steps_done 3 True", "steps_done 5 True"]
+    assert completed.stdout.split("\n")[:2] == ["steps_done 3 True 1", "steps_done 5 True 2"]  # metrics at each end
     assert checkpoint_steps(tmp_path / "run")[-1] == 5

@@ -16,7 +16,7 @@ from readerstudy.jobs import JobState
 from tests.conftest import FAST_LEASES, wait_for
 from tests.factories import UserFactory, aligned_template_volume
 
-TINY = {"batch_size": 8, "mixed_precision": "off"}
+TINY = {"batch_size": 8, "mixed_precision": "off", "metrics_every": "off"}  # metrics: one in-process test
 
 
 def job_now(job: TrainingJob) -> TrainingJob:
@@ -81,6 +81,31 @@ def test_cancel_stops_training_within_a_few_steps(training_env, start_worker, tm
     wait_for(lambda: job_now(job).is_finished, timeout=60, what="the cancel to take effect")
     assert job.state == JobState.CANCELLED
     assert job.progress["step"] < 5000
+
+
+@pytest.mark.django_db
+def test_a_run_records_quality_metrics_that_the_api_and_the_page_show(client, tmp_path, settings, monkeypatch):
+    """The worker's work, run in this process (no Celery worker): a short run measures at its end."""
+    from generator.ml import metrics
+    from generator.training_jobs import training_job_work
+    from readerstudy.jobs import JobHandle, job_claim
+
+    monkeypatch.setattr(metrics, "SAMPLE_COUNT", 32)  # a real run takes 512: seconds more, nothing new
+    settings.TRAINING_WORK_DIR = tmp_path / "work"
+    volume = aligned_template_volume(tmp_path)
+    job = training_job_create(dataset=volume.dataset, steps=3, batch_size=8, mixed_precision="off")
+    assert job.config["metrics_every"] == "end" and job.metrics == []  # the preset's
+    claimed = job_claim(model=TrainingJob, job_id=job.pk, owner="in-process")
+    training_job_work(claimed, JobHandle(job=claimed, owner="in-process"))
+    [point] = job_now(job).metrics
+    assert (point["step"], point["epoch"], point["scales"], point["sample_count"]) == (3, 1, 3, 32)
+    assert point["swd_mean"] > 0 and set(point["swd_levels"]) == {"64", "32", "16"}  # jsonb sorts keys
+    assert 0 < point["ms_ssim_synthetic"] <= 1 and 0 < point["ms_ssim_real"] <= 1
+    assert "quality at step 3" in job.log
+    client.force_login(UserFactory(role="admins"))
+    assert client.get(f"/api/v1/training-jobs/{job.pk}/").json()["metrics"] == [point]
+    page = client.get(f"/generator/training/{job.pk}/").content.decode()
+    assert 'id="metrics-plot"' in page and "MS-SSIM over 3 scales" in page
 
 
 @pytest.mark.django_db

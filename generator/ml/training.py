@@ -6,10 +6,17 @@ Everything a run needs to resume lives in its checkpoint folder:
     config.json                 the run's TrainingConfig (and steps per epoch); a resume must match it
     fixed_z.npy                 the z behind every sample grid, so grids stay comparable across resumes
     history.json                mean losses per block of steps, written with each checkpoint
+    metrics.json                the quality metrics (generator.ml.metrics) per measured step
 
 Resuming restores all of it and runs the remaining steps only; a finished run does nothing more.
 The data order is not part of the state: a resumed run iterates its dataset afresh, since a GAN's
 progress does not depend on seeing exactly the rest of an interrupted epoch.
+
+Quality metrics (``config.metrics_every``) compare the first ``metrics.SAMPLE_COUNT`` real images of
+the run's own stream with as many images generated from a z fixed by the seed. A resumed run builds
+its stream afresh, and a new slice stream with the same seed replays the same epochs, so it measures
+against the same real set: the points of one run compare. They are not kept in the checkpoint
+(128 MB at 256²).
 
 TensorFlow is imported inside the functions, so importing this module stays cheap.
 """
@@ -21,12 +28,13 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from generator.ml import metrics as quality
 from generator.ml.dcgan import TrainingConfig
 
 if TYPE_CHECKING:
@@ -37,7 +45,9 @@ PROGRESS_EVERY_S = 2.0
 CHECKPOINTS_KEPT = 3
 HISTORY_POINTS = 1000  # the loss curve keeps about this many points, whatever the run's length
 CONFIG_NAME, FIXED_Z_NAME, HISTORY_NAME, LOSS_PLOT_NAME = "config.json", "fixed_z.npy", "history.json", "loss.png"
-BUDGET_FIELDS = ("epochs", "steps")  # a resumed run may extend its budget, nothing else
+METRICS_NAME = "metrics.json"
+# A resumed run may extend its budget and measure more or less often; nothing else may change.
+RESUMABLE_FIELDS = ("epochs", "steps", "metrics_every")
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class TrainingResult:
     checkpoint_path: Path | None
     samples_path: Path | None
     loss_plot_path: Path | None
+    metrics: list[dict] = field(default_factory=list)  # one point per measured step, as in metrics.json
 
 
 def train(
@@ -76,6 +87,8 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     sample_dir: Path | None = None,
     checkpoint_every_s: float = 300,
+    on_metrics: Callable[[list[dict]], None] | None = None,
+    metrics_sample_count: int | None = None,
 ) -> TrainingResult:
     """Train (or resume training) the DCGAN on batches [b, s, s, 1] in [−1, 1] until the budget is spent.
 
@@ -85,6 +98,11 @@ def train(
     ``should_stop`` is asked before every step: True saves a checkpoint and returns ``stopped=True``;
     an exception it raises (a lost lease) propagates without saving, since another worker may own
     the run by then.
+    Quality metrics per ``config.metrics_every``, after the checkpoint of each epoch's end ("epoch")
+    and of the run's end ("epoch", "end"; not when stopped), on ``metrics_sample_count`` (default
+    ``metrics.SAMPLE_COUNT``) images of each kind; each new point goes to ``metrics.json`` and the
+    whole list, {step, epoch, swd_mean, swd_levels, ms_ssim_synthetic, ms_ssim_real, scales, pairs,
+    sample_count}, to ``on_metrics`` (a resume first hands over the points up to its checkpoint).
     """
     import keras
     import tensorflow as tf
@@ -130,6 +148,11 @@ def train(
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     step = int(step_counter.numpy())
     history = _load_history(checkpoint_dir, up_to_step=step)
+    metrics_history = _load_metrics(checkpoint_dir, up_to_step=step)
+    if step > 0 and on_metrics is not None:
+        on_metrics(list(metrics_history))  # a resumed run's points, trimmed to its checkpoint
+    sample_count = metrics_sample_count or quality.SAMPLE_COUNT
+    real_for_metrics: list[np.ndarray] = []
 
     real_label = 1.0 - config.label_smoothing
 
@@ -170,6 +193,28 @@ def train(
         # After the checkpoint: a crash in between leaves history behind, never ahead (trimmed on resume).
         _write_json(checkpoint_dir / HISTORY_NAME, history)
         return saved
+
+    def keep_real(batch: Any) -> None:
+        if config.metrics_every != "off" and sum(map(len, real_for_metrics)) < sample_count:
+            real_for_metrics.extend(images.numpy()[..., 0] for images in strategy.experimental_local_results(batch))
+
+    def measure() -> None:
+        while sum(map(len, real_for_metrics)) < sample_count:
+            keep_real(next(batches))  # a run shorter than the sample reads on, without training on it
+        z = np.random.default_rng([config.seed, 2]).uniform(-1.0, 1.0, (sample_count, config.z_dim))
+        figures = quality.quality_metrics(
+            np.concatenate(real_for_metrics),
+            _generate_from_z(generator, z.astype(np.float32)),
+            seed=config.seed,
+            sample_count=sample_count,
+        )
+        metrics_history.append({"step": step, "epoch": _epoch_of(step, steps_per_epoch), **figures})
+        _write_json(checkpoint_dir / METRICS_NAME, metrics_history)
+        if on_metrics is not None:
+            on_metrics(list(metrics_history))
+
+    def measured_now() -> bool:
+        return bool(metrics_history) and metrics_history[-1]["step"] == step
 
     def write_samples_and_plot() -> tuple[Path, Path]:
         samples_path = sample_dir / f"samples-epoch-{_epoch_of(step, steps_per_epoch):04d}.png"
@@ -217,9 +262,11 @@ def train(
             stopped = True
             break
         try:
-            latest_losses = train_step(next(batches))
+            batch = next(batches)
         except StopIteration:
             raise ValueError("the dataset yields no batches") from None
+        keep_real(batch)
+        latest_losses = train_step(batch)
         step += 1
         pending_losses.append(latest_losses)
         if rate_since is None:
@@ -233,6 +280,8 @@ def train(
             # should show what the generator makes long before that.
             samples_path, loss_plot_path = write_samples_and_plot()
             epoch_ended = True  # the grid and plot are up to date with this step
+            if config.metrics_every == "epoch" and step % steps_per_epoch == 0:
+                measure()
         if time.monotonic() - last_report_s >= PROGRESS_EVERY_S:
             report()
             last_report_s = time.monotonic()
@@ -241,6 +290,8 @@ def train(
         saved_path = save()
     if not epoch_ended:
         samples_path, loss_plot_path = write_samples_and_plot()
+    if config.metrics_every != "off" and step == total_steps and not stopped and not measured_now():
+        measure()
     report()
     return TrainingResult(
         steps_done=step,
@@ -252,6 +303,7 @@ def train(
         checkpoint_path=saved_path,
         samples_path=samples_path,
         loss_plot_path=loss_plot_path,
+        metrics=list(metrics_history),
     )
 
 
@@ -321,7 +373,7 @@ def _record_config(checkpoint_dir: Path, config: TrainingConfig, steps_per_epoch
         recorded = json.loads(path.read_text())["config"]
         current = config.to_dict()
         differences = sorted(
-            name for name in current if name not in BUDGET_FIELDS and recorded.get(name) != current[name]
+            name for name in current if name not in RESUMABLE_FIELDS and recorded.get(name) != current[name]
         )
         if differences:
             raise ValueError(f"{checkpoint_dir} holds a run with different {', '.join(differences)}; not resuming")
@@ -349,6 +401,12 @@ def _load_history(checkpoint_dir: Path, *, up_to_step: int) -> dict[str, list]:
         kept = [index for index, step in enumerate(recorded["step"]) if step <= up_to_step]
         history = {name: [recorded[name][index] for index in kept] for name in history}
     return history
+
+
+def _load_metrics(checkpoint_dir: Path, *, up_to_step: int) -> list[dict]:
+    path = checkpoint_dir / METRICS_NAME
+    recorded = json.loads(path.read_text()) if path.exists() else []
+    return [point for point in recorded if point["step"] <= up_to_step]
 
 
 def _flush_losses(history: dict[str, list], pending: list[tuple[Any, Any]], step: int) -> None:
