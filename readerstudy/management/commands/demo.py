@@ -1,4 +1,8 @@
-"""Set up the demo on the embedded default and serve it: `make demo` runs this."""
+"""Set up the demo on the embedded default and serve it: `make demo` runs this.
+
+Migrate and create the accounts, start a worker and the web server, then run the demo pipeline
+on the worker (readerstudy/demo.py: template → aligned volume → quick-64 DCGAN → bank → demo
+study), each step with a progress bar, and print every login."""
 
 import json
 import os
@@ -15,24 +19,34 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from readerstudy.accounts import account_ensure
+from readerstudy.demo import DEMO_READERS, SIMULATED_READER, DemoSizes, demo_pipeline
+from readerstudy.management.follow import job_follow
 from readerstudy.roles import Role
 
 DEMO_ACCOUNTS = (
     ("demo-admin", "synthread-admin", Role.ADMIN),
     ("demo-researcher", "synthread-researcher", Role.RESEARCHER),
-    ("demo-reader", "synthread-reader", Role.READER),
 )
 
 
 class Command(BaseCommand):
-    help = "Migrate, create the demo accounts, then start a worker and the web server (Ctrl-C stops both)."
+    help = (
+        "Migrate, create the demo accounts, start a worker and the web server, run the demo pipeline "
+        "(template, DCGAN, bank, study; reused when it exists) and serve (Ctrl-C stops both)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--no-serve", action="store_true", help="set up only; start nothing")
         parser.add_argument("--bind", default="127.0.0.1:8000", help="address for the web server")
         parser.add_argument("--ready-timeout", type=float, default=180, help="seconds to wait for a healthy start")
+        parser.add_argument("--tiny", action="store_true", help="a tiny pipeline (few steps, few images): for tests")
+        parser.add_argument("--no-pipeline", action="store_true", help="serve without building the demo study")
 
-    def handle(self, *args, no_serve: bool, bind: str, ready_timeout: float, **options) -> None:
+    def handle(
+        self, *args, no_serve: bool, bind: str, ready_timeout: float, tiny: bool, no_pipeline: bool, **options
+    ) -> None:
+        self.sizes = DemoSizes.tiny() if tiny else DemoSizes()
+        self.pipeline = not no_pipeline
         Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
         for username, password, role in DEMO_ACCOUNTS:
@@ -47,7 +61,14 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"\nSynthRead demo is ready: {url}"))
         self.stdout.write("Demo logins (username / password / role):")
         for username, password, role in DEMO_ACCOUNTS:
-            self.stdout.write(f"  {username:<18} {password:<22} {role.value}")
+            self.stdout.write(f"  {username:<22} {password:<22} {role.value}")
+        if self.pipeline and url:
+            for username, password, reader_role, years in DEMO_READERS:
+                self.stdout.write(f"  {username:<22} {password:<22} readers ({reader_role.label}, {years} years)")
+            self.stdout.write(
+                f"  ({SIMULATED_READER} is a simulated reader who has already finished: results show numbers at once.)"
+            )
+            self.stdout.write(f"Read as a reader: {url}reading/   Results: {url}results/   Quiz: {url}{self.quiz_url}")
         if url:
             self.stdout.write("Press Ctrl-C to stop the server and the worker.\n")
 
@@ -71,6 +92,11 @@ class Command(BaseCommand):
         processes = {"worker": worker, "web server": web}
         try:
             self._wait_until_healthy(f"http://{bind}/healthz", processes, ready_timeout)
+            if self.pipeline:
+                started = time.monotonic()
+                study = demo_pipeline(sizes=self.sizes, follow=job_follow)
+                self.stdout.write(f"Demo study {study.pk} ready ({time.monotonic() - started:.0f} s for the pipeline).")
+                self.quiz_url = f"quiz/{study.pk}/"
             self._print_logins(url=f"http://{bind}/")
             while True:
                 for name, process in processes.items():
