@@ -8,6 +8,7 @@ import csv
 import io
 import os
 import re
+import signal
 import sys
 import time
 
@@ -45,6 +46,7 @@ def demo(start_process, tmp_path):
             pytest.fail(f"the demo did not come up:\n{process.log_tail(60)}")
         time.sleep(2)
     yield f"http://127.0.0.1:{port}", process
+    process.kill(signal.SIGTERM)  # the demo then stops its worker and server (their own sessions)
 
 
 @pytest.mark.timeout(900)  # the whole pipeline runs first: alignment, training, the bank

@@ -90,6 +90,8 @@ class Command(BaseCommand):
             )
         web = subprocess.Popen([str(root / "bin" / "web")], env=env, start_new_session=True)
         processes = {"worker": worker, "web server": web}
+        # Stopped by a supervisor (SIGTERM) as by Ctrl-C: the worker and the server go with us.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             self._wait_until_healthy(f"http://{bind}/healthz", processes, ready_timeout)
             if self.pipeline:
