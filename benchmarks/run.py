@@ -17,7 +17,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(names: list[str]) -> int:
-    names = names or sorted(path.stem for path in (ROOT / "benchmarks").glob("bench_*.py"))
+    # bench_*.py, then the load test against the real stack (load_readers.py: minutes long).
+    names = names or [*sorted(path.stem for path in (ROOT / "benchmarks").glob("bench_*.py")), "load_readers"]
     print(f"SynthRead benchmarks, {date.today()}, {platform.node()}, {platform.processor() or platform.machine()}")
     failed = []
     for name in names:

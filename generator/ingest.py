@@ -62,6 +62,12 @@ def _next_subject_label(dataset: Dataset) -> str:
     return f"sub-{max(numbers, default=0) + 1:03d}"
 
 
+def _as_uploaded(message: str, path: Path, source_name: str) -> str:
+    """A message names the file it read; an upload is read from a copy under our own name
+    (``saved_uploads``), so name the file the admin uploaded instead."""
+    return message.replace(path.name, Path(source_name).name)
+
+
 def volume_ingest_one(
     *, dataset: Dataset, path: Path, source_name: str, subject_label: str | None = None, max_bytes: int | None = None
 ) -> IngestResult:
@@ -73,10 +79,11 @@ def volume_ingest_one(
             return IngestResult(source_name, "duplicate", f"The same file is already stored as {existing}.", existing)
         loaded = load_volume(path, max_bytes=max_bytes or settings.VOLUME_MAX_UPLOAD_BYTES)
     except VolumeError as error:
-        return IngestResult(source_name, "error", str(error))
+        return IngestResult(source_name, "error", _as_uploaded(str(error), path, source_name))
     except Exception as error:  # a reader library's surprise must not cost the rest of the batch
         logger.exception("Unexpected failure reading %s", source_name)
-        return IngestResult(source_name, "error", f"Could not read this file: {type(error).__name__}: {error}")
+        message = f"Could not read this file: {type(error).__name__}: {error}"
+        return IngestResult(source_name, "error", _as_uploaded(message, path, source_name))
 
     content = nifti_gz_bytes(loaded)
     for _ in range(5):  # another upload may take the same generated label at the same moment

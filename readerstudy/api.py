@@ -151,7 +151,10 @@ class MySessionView(APIView):
     def get(self, request: Request) -> Response:
         session = _session_or_error(request)
         current = trial_current(session=session)
-        phase_trials = list(session.trials.filter(phase=current.phase).only("position")) if current else []
+        # session_id too: without it Django would reload it once per trial.
+        phase_trials = (
+            list(session.trials.filter(phase=current.phase).only("pk", "position", "session_id")) if current else []
+        )
         state = _state(
             study=session.reader.study,
             current=current,

@@ -61,6 +61,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "readerstudy.roles.role_context",
+                "readerstudy.health.broker_context",
             ],
         },
     },
