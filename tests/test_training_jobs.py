@@ -48,6 +48,7 @@ def test_a_worker_trains_checkpoints_and_exports_a_generator(training_env, start
 
 
 @pytest.mark.services
+@pytest.mark.timeout(600)  # two trainings back to back: slow when other work shares the cores
 def test_a_killed_worker_s_training_resumes_from_its_checkpoint(training_env, start_worker, tmp_path, settings):
     volume = aligned_template_volume(tmp_path)
     first = start_worker("gpu")
