@@ -19,7 +19,7 @@ from generator.models import BankImage, EvidenceFrozen
 
 from .dry_run import dry_run_call, dry_run_current, dry_run_trials
 from .exports import CSVRenderer, PlainTextRenderer, ZipRenderer, safe_filename, study_bundle
-from .models import Reader, Study, Trial
+from .models import Reader, ReadingSession, Study, Trial
 from .readers import ReaderError, invitation_send, invitation_url, reader_add, reader_progress
 from .roles import HasRole, Role, user_role
 from .scoring import CALLS_COLUMNS, TABLE_COLUMNS, calls_rows, imrmc_text, study_table_rows
@@ -30,6 +30,7 @@ from .trials import (
     TrialNotFound,
     call_record,
     trial_current,
+    trial_place,
     trial_remaining_s,
 )
 
@@ -75,6 +76,9 @@ class CallResultSerializer(serializers.Serializer):
     truth = serializers.CharField(
         allow_null=True, help_text="Only in the training phase of a study that shows answers."
     )
+    next = SessionStateSerializer(
+        help_text="The session's state after this call, so the page need not ask for it again."
+    )
 
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -95,7 +99,7 @@ def _session_or_error(request: Request):
         raise PermissionDenied(str(error)) from error
 
 
-def _state(*, study: Study, current, phase_trials: list, image_url: str) -> dict:
+def _state(*, study: Study, current, place: tuple[int, int], image_url: str) -> dict:
     """The reader-facing state: where they are and the current trial's token; nothing that
     tells real from synthetic."""
     base = {"study": study.pk, "time_limit_s": study.time_limit_s}
@@ -108,14 +112,35 @@ def _state(*, study: Study, current, phase_trials: list, image_url: str) -> dict
             "token": None,
             "image_url": None,
         }
+    index, total = place
     return base | {
         "phase": current.phase,
-        "index": sum(trial.position <= current.position for trial in phase_trials),
-        "total": len(phase_trials),
+        "index": index,
+        "total": total,
         "remaining_s": trial_remaining_s(current, study.time_limit_s, timezone.now()),
         "token": current.token,
         "image_url": image_url,
     }
+
+
+def _reader_state(session: ReadingSession) -> dict:
+    current = trial_current(session=session)
+    if current is None:
+        return _state(study=session.reader.study, current=None, place=(0, 0), image_url="")
+    place = trial_place(trial=current, training_total=len(session.training_order), main_total=len(session.main_order))
+    image_url = reverse("reading-image", args=[current.token])
+    return _state(study=session.reader.study, current=current, place=place, image_url=image_url)
+
+
+def _dry_run_state(request: Request, study: Study) -> dict:
+    current = dry_run_current(store=request.session, study=study)
+    if current is None:
+        return _state(study=study, current=None, place=(0, 0), image_url="")
+    trials = dry_run_trials(store=request.session, study=study)
+    training_total = sum(trial.phase == Trial.Phase.TRAINING for trial in trials)
+    place = trial_place(trial=current, training_total=training_total, main_total=len(trials) - training_total)
+    image_url = reverse("dry-run-image", args=[study.pk, current.token])
+    return _state(study=study, current=current, place=place, image_url=image_url)
 
 
 class CallConflict(APIException):
@@ -137,10 +162,17 @@ def _call_errors_as_http():
         raise CallConflict(str(error)) from error
 
 
-def _call_result(*, study: Study, phase: str, bank_image_id: int, replayed: bool) -> dict:
-    show_truth = phase == Trial.Phase.TRAINING and study.training_feedback
-    truth = BankImage.objects.only("image_class").get(pk=bank_image_id).image_class if show_truth else None
-    return CallResultSerializer({"recorded": True, "replayed": replayed, "truth": truth}).data
+def _truth(trial) -> str:
+    """The class of a trial's image: fetched with a reader's trial; looked up for a dry run's."""
+    if isinstance(trial, Trial):
+        return trial.bank_image.image_class
+    return BankImage.objects.only("image_class").get(pk=trial.bank_image_id).image_class
+
+
+def _call_result(*, study: Study, trial, replayed: bool, next_state: dict) -> dict:
+    show_truth = trial.phase == Trial.Phase.TRAINING and study.training_feedback
+    result = {"recorded": True, "replayed": replayed, "truth": _truth(trial) if show_truth else None}
+    return CallResultSerializer(result | {"next": next_state}).data
 
 
 class MySessionView(APIView):
@@ -149,18 +181,7 @@ class MySessionView(APIView):
 
     @extend_schema(parameters=[STUDY_PARAMETER], responses=SessionStateSerializer)
     def get(self, request: Request) -> Response:
-        session = _session_or_error(request)
-        current = trial_current(session=session)
-        # session_id too: without it Django would reload it once per trial.
-        phase_trials = (
-            list(session.trials.filter(phase=current.phase).only("pk", "position", "session_id")) if current else []
-        )
-        state = _state(
-            study=session.reader.study,
-            current=current,
-            phase_trials=phase_trials,
-            image_url=reverse("reading-image", args=[current.token]) if current else "",
-        )
+        state = _reader_state(_session_or_error(request))
         return Response(SessionStateSerializer(state).data, headers=NO_STORE)
 
 
@@ -179,9 +200,11 @@ class MyCallsView(APIView):
         body.is_valid(raise_exception=True)
         with _call_errors_as_http():
             outcome = call_record(session=session, **body.validated_data)
-        trial = outcome.trial
         result = _call_result(
-            study=session.reader.study, phase=trial.phase, bank_image_id=trial.bank_image_id, replayed=outcome.replayed
+            study=session.reader.study,
+            trial=outcome.trial,
+            replayed=outcome.replayed,
+            next_state=_reader_state(session),
         )
         return Response(result, status=200 if outcome.replayed else 201)
 
@@ -204,12 +227,7 @@ class DryRunSessionView(APIView):
 
     @extend_schema(responses=SessionStateSerializer)
     def get(self, request: Request, study_id: int) -> Response:
-        study = _dry_run_study(study_id)
-        current = dry_run_current(store=request.session, study=study)
-        trials = dry_run_trials(store=request.session, study=study)
-        phase_trials = [trial for trial in trials if current and trial.phase == current.phase]
-        image_url = reverse("dry-run-image", args=[study.pk, current.token]) if current else ""
-        state = _state(study=study, current=current, phase_trials=phase_trials, image_url=image_url)
+        state = _dry_run_state(request, _dry_run_study(study_id))
         return Response(SessionStateSerializer(state).data, headers=NO_STORE)
 
 
@@ -232,7 +250,7 @@ class DryRunCallsView(APIView):
                 call=fields["call"],
                 confidence=fields.get("confidence"),
             )
-        result = _call_result(study=study, phase=trial.phase, bank_image_id=trial.bank_image_id, replayed=replayed)
+        result = _call_result(study=study, trial=trial, replayed=replayed, next_state=_dry_run_state(request, study))
         return Response(result, status=200 if replayed else 201)
 
 

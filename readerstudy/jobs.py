@@ -11,7 +11,8 @@ its visibility timeout (hours), so a worker killed mid-training would strand its
   ``handle.checkpoint()`` between steps, which raises if the job was cancelled or its lease
   was lost (the worker stalled and another took over): it never runs beside the new owner.
 - ``jobs_requeue_lapsed`` (when a worker starts, and periodically from Celery beat) puts every
-  running job whose lease ran out back in the queue. Work resumes from the job's own progress
+  running job whose lease ran out back in the queue, and sends every queued job whose task
+  could not be sent (the broker was down) again. Work resumes from the job's own progress
   and checkpoints, so re-running a job is safe (tasks are idempotent).
 
 Lease times come from each worker's clock: keep hosts on NTP.
@@ -36,6 +37,7 @@ from django.db import close_old_connections, connection, models, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +112,21 @@ def job_log(*, job: LeasedJob, message: str) -> None:
     type(job).objects.filter(pk=job.pk).update(log=Concat(F("log"), Value(_log_line(message))))
 
 
+BROKER_DOWN_NOTE = "the broker did not answer; the job will be sent when it does"
+
+
 def _send(job_model: type[LeasedJob], job_id: int, queue: str | None) -> None:
+    """Hand the job's task to the broker. When the broker is down, the request that queued the
+    job must not fail with it: the job stays queued without ``queued_at`` (never sent), and
+    ``jobs_requeue_lapsed`` sends it once the broker answers again."""
     options = {"queue": queue} if queue else {}
-    current_app.send_task(job_model.task_name, kwargs={"job_id": job_id}, **options)
+    try:
+        current_app.send_task(job_model.task_name, kwargs={"job_id": job_id}, **options)
+    except (OperationalError, OSError):
+        logger.warning("%s %s: %s", job_model.__name__, job_id, BROKER_DOWN_NOTE)
+        job_model.objects.filter(pk=job_id, state=JobState.QUEUED).update(
+            queued_at=None, log=Concat(F("log"), Value(_log_line(BROKER_DOWN_NOTE)))
+        )
 
 
 def job_enqueue(*, job: LeasedJob) -> None:
@@ -170,10 +184,19 @@ def job_claim(*, model: type[Job], job_id: int, owner: str, now: datetime | None
 
 def jobs_requeue_lapsed(*, now: datetime | None = None) -> list[LeasedJob]:
     """Re-queue every running job whose lease ran out (its worker died); give up after
-    ``JOB_MAX_ATTEMPTS`` claims. Returns the jobs it touched."""
+    ``JOB_MAX_ATTEMPTS`` claims. Send again every queued job whose task never reached the
+    broker (it was down). Returns the jobs it touched."""
     now = now or timezone.now()
     touched: list[LeasedJob] = []
     for model in leased_job_models():
+        with transaction.atomic():
+            unsent = model.objects.select_for_update(skip_locked=True).filter(
+                state=JobState.QUEUED, queued_at__isnull=True, cancel_requested=False
+            )
+            for job in unsent:
+                job.log += _log_line("sent again", now)
+                job_enqueue(job=job)
+                touched.append(job)
         with transaction.atomic():
             lapsed = model.objects.select_for_update(skip_locked=True).filter(
                 state=JobState.RUNNING, lease_expires_at__lt=now

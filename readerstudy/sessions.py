@@ -348,12 +348,12 @@ def session_build(*, reader: Reader, seed: int | None = None) -> ReadingSession:
 
 def reader_session(*, user, study_id: int) -> ReadingSession:
     """The signed-in reader's session of a study, built on first use while the study is open."""
-    reader = Reader.objects.select_related("study").filter(user=user, study_id=study_id).first()
+    # One query for the reader, the study and the session (a request per trial asks for it).
+    reader = Reader.objects.select_related("study", "session").filter(user=user, study_id=study_id).first()
     if reader is None:
         raise SessionError("You are not a reader of this study.")
-    session = ReadingSession.objects.filter(reader=reader).first()
-    if session is not None:
-        return session
+    if hasattr(reader, "session"):
+        return reader.session
     if reader.study.state != Study.State.OPEN:
         raise SessionError("This study is not open for reading.")
     return session_build(reader=reader)

@@ -14,7 +14,7 @@ from generator.models import BankImage
 
 from .dry_run import dry_run_serve, dry_run_start
 from .health import health_report
-from .models import Reader, Study, Trial
+from .models import Reader, Study
 from .observer import machine_observer_create, machine_observer_latest
 from .plots import PLOTS
 from .quiz import QuizError, quiz_images, quiz_new, quiz_score
@@ -22,7 +22,7 @@ from .readers import consent_accept, consent_needed, reader_progress
 from .roles import Role, redirect_home, role_required
 from .scoring import reader_main_score, study_results, study_table_rows
 from .sessions import SessionError, reader_session
-from .trials import GRACE_S, TrialNotFound, trial_serve
+from .trials import GRACE_S, TrialNotFound, trial_serve_for_user
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -280,11 +280,8 @@ def reading_thanks(request: HttpRequest, study_id: int) -> HttpResponse:
 @role_required(Role.READER)
 def reading_image(request: HttpRequest, token: str) -> HttpResponse:
     """The current trial's image; anything else is a 404 with no hint."""
-    trial = Trial.objects.select_related("session").filter(token=token, session__reader__user=request.user).first()
-    if trial is None:
-        raise Http404
     try:
-        served = trial_serve(session=trial.session, token=token)
+        served = trial_serve_for_user(user=request.user, token=token)
     except TrialNotFound:
         raise Http404 from None
     return _image_response(served.bank_image)

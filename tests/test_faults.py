@@ -3,6 +3,7 @@ the database connection dropped between a call's send and its answer (the browse
 records the call exactly once). A worker killed mid-training resuming from its checkpoint is
 tested in test_training_jobs.py."""
 
+import json
 import subprocess
 import time
 
@@ -16,12 +17,14 @@ from django.test import Client
 from playwright.sync_api import expect
 
 from generator.bank import bank_image_store
-from readerstudy.models import Reader, Study, Trial
+from readerstudy.jobs import BROKER_DOWN_NOTE, JobState, jobs_requeue_lapsed
+from readerstudy.models import ProbeJob, Reader, Study, Trial
+from readerstudy.probes import probe_job_create
 from readerstudy.sessions import study_open, study_set_pools
 from tests.conftest import free_port, wait_for
 from tests.factories import UserFactory
 
-BANNER = b"The job broker is down: jobs cannot be queued; reading is not affected."
+BANNER = b"The job broker is down: new jobs wait and are sent when it is back; reading is not affected."
 
 
 @pytest.fixture(autouse=True)
@@ -192,6 +195,33 @@ def test_reading_goes_on_without_the_broker_and_the_admin_says_it_is_down(
     assert BANNER not in admin_client.get("/admin/").content
 
 
+@pytest.mark.django_db
+def test_a_job_queued_while_the_broker_is_down_is_sent_once_it_is_back(own_broker, django_capture_on_commit_callbacks):
+    own_broker.stop()
+    with django_capture_on_commit_callbacks(execute=True):
+        job = probe_job_create(steps=1, step_seconds=0)  # the request that queues it does not fail
+    job.refresh_from_db()
+    assert (job.state, job.queued_at) == (JobState.QUEUED, None)
+    assert BROKER_DOWN_NOTE in job.log
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs_requeue_lapsed()  # the periodic check while the broker is still down: nothing lost
+    job.refresh_from_db()
+    assert (job.state, job.queued_at) == (JobState.QUEUED, None)
+
+    own_broker.start()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert [touched.pk for touched in jobs_requeue_lapsed()] == [job.pk]
+    job.refresh_from_db()
+    assert job.state == JobState.QUEUED and job.queued_at is not None and "sent again" in job.log
+    message = json.loads(redis.Redis(port=own_broker.port).lpop(job.queue_name()))
+    assert (
+        message["headers"]["task"] == ProbeJob.task_name
+        and message["headers"]["kwargsrepr"] == f"{{'job_id': {job.pk}}}"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs_requeue_lapsed() == []  # sent once: not again at the next check
+
+
 # --- the database connection dropped mid-call ------------------------------------------------------
 
 
@@ -231,14 +261,19 @@ def test_a_call_whose_database_connection_drops_is_recorded_exactly_once(page, l
     study = _study(per_session=2, training=2, time_limit_s=None)  # no clock: timing cannot interfere
     user = UserFactory(role="readers")
     Reader.objects.create(user=user, study=study)
-    dropped = []
-    call_decide, call_result = trials.call_decide, api._call_result
+    dropped, committed = [], []
+    call_decide, call_record, reader_state = trials.call_decide, api.call_record, api._reader_state
 
-    def drop_after_commit(**kwargs):  # runs after call_record committed
-        if not dropped:
+    def note_the_commit(**kwargs):
+        outcome = call_record(**kwargs)
+        committed.append(outcome.trial.position)
+        return outcome
+
+    def drop_after_commit(session):  # the call's answer reads the next state after the commit
+        if committed and not dropped:
             dropped.append("after commit")
             _drop_this_connection()
-        return call_result(**kwargs)
+        return reader_state(session)
 
     def drop_inside_transaction(*, trial, **kwargs):  # runs between the row lock and the write
         if trial.position == 1 and "inside transaction" not in dropped:
@@ -246,7 +281,8 @@ def test_a_call_whose_database_connection_drops_is_recorded_exactly_once(page, l
             _drop_this_connection()
         return call_decide(trial=trial, **kwargs)
 
-    monkeypatch.setattr(api, "_call_result", drop_after_commit)
+    monkeypatch.setattr(api, "call_record", note_the_commit)
+    monkeypatch.setattr(api, "_reader_state", drop_after_commit)
     monkeypatch.setattr(trials, "call_decide", drop_inside_transaction)
 
     calls = []

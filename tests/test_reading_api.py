@@ -73,6 +73,34 @@ def test_a_reader_reads_a_whole_session_through_the_api(client, study):
     assert dict(next(iter(headers)))["Cache-Control"] == "no-store"
 
 
+def test_each_calls_answer_carries_the_next_state_so_a_trial_takes_two_requests(
+    client, study, django_assert_max_num_queries
+):
+    """What the reading page does: the session state once, then per trial its image and its call,
+    whose answer says what comes next. Each request runs a few queries, whatever the session's
+    length (once, the state ran one query per trial of the phase)."""
+    _reader(client, study)
+    state = client.get(f"/api/v1/me/session?study={study.pk}").json()
+    places = []
+    while state["phase"] != "finished":
+        places.append((state["phase"], state["index"], state["total"]))
+        assert state["remaining_s"] == study.time_limit_s  # its image is not served yet: its clock waits
+        with django_assert_max_num_queries(10):  # savepoints included
+            assert client.get(state["image_url"]).status_code == 200
+        with django_assert_max_num_queries(14):
+            answer = client.post(
+                f"/api/v1/me/calls?study={study.pk}",
+                {"token": state["token"], "call": "synthetic"},
+                content_type="application/json",
+            )
+        assert answer.status_code == 201
+        with django_assert_max_num_queries(8):
+            asked = client.get(f"/api/v1/me/session?study={study.pk}").json()
+        state = answer.json()["next"]
+        assert state == asked
+    assert places == [("training", 1, 2), ("training", 2, 2)] + [("main", i, 6) for i in range(1, 7)]
+
+
 def test_another_readers_token_and_dead_tokens_are_404(client, study):
     _reader(client, study)
     token = client.get(f"/api/v1/me/session?study={study.pk}").json()["token"]

@@ -19,6 +19,7 @@
   const callButtons = Array.from(document.querySelectorAll("button.call"));
 
   let trial = null; // the state of the trial on screen: {token, phase, ...}
+  let nextState = null; // the state a call's answer carried: one request fewer per trial
   let accepting = false; // calls allowed (image shown, clock running)
   let paused = false;
   let interludeTimer = null;
@@ -112,12 +113,16 @@
     clearTimeout(interludeTimer);
     if (paused) return;
     showPanel("Loading the next image…");
-    const response = await request(config.sessionUrl, { headers: { Accept: "application/json" } });
-    if (!response.ok) {
-      showPanel("This study cannot be read now. " + (await detail(response)));
-      return;
+    let state = nextState;
+    nextState = null;
+    if (!state) {
+      const response = await request(config.sessionUrl, { headers: { Accept: "application/json" } });
+      if (!response.ok) {
+        showPanel("This study cannot be read now. " + (await detail(response)));
+        return;
+      }
+      state = await response.json();
     }
-    const state = await response.json();
     if (state.phase === "finished") {
       window.location.assign(config.doneUrl);
       return;
@@ -189,6 +194,7 @@
     hideImage();
     if (response.status === 200 || response.status === 201) {
       const result = await response.json();
+      nextState = result.next || null;
       setMessage("");
       if (result.truth) {
         const right = result.truth === call;
