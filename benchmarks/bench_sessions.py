@@ -1,7 +1,6 @@
 """Building a reader's session from a bank of a million images (issue #6): ranked pool entries
 and a seeded draw of ranks, against loading every active id of the pools into Python."""
 
-import os
 import statistics
 import time
 
@@ -69,21 +68,8 @@ def _ms(seconds: list[float]) -> tuple[float, float]:
 
 
 def main() -> dict:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "readerstudy.settings")
-    import django
-
-    django.setup()
-    from django.db import connection
-
-    test_settings = connection.settings_dict.setdefault("TEST", {})
-    previous_name = test_settings.get("NAME")
-    test_settings["NAME"] = DATABASE_NAME
-    try:
-        with benchmark_database():
-            figures = _run()
-    finally:
-        test_settings["NAME"] = previous_name
-    return figures
+    with benchmark_database(DATABASE_NAME):
+        return _run()
 
 
 def _run() -> dict:

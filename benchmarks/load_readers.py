@@ -2,8 +2,9 @@
 PostgreSQL) against simulated readers from locust, headless, used as a library.
 
 Two runs: a study (50 readers at once, each a whole session of 10 training and 50 main images, one
-call every 2 s: the session state, its image, then the call) and capacity (readers added, 40 % more
-every 10 s, until the p95 of all requests passes 100 ms). Then the database is checked: every trial
+call every 2 s: its image, then the call, whose answer carries the next trial's state, as on the
+reading page) and capacity (readers added, 40 % more every 10 s, until the p95 of all requests
+passes 100 ms). Then the database is checked: every trial
 holds one call or one expiry, no call the server acknowledged is missing, none was recorded twice.
 
 locust runs in a child process (``python -m benchmarks.load_readers PLAN RESULT``): importing it
@@ -13,19 +14,27 @@ monkey-patches the whole interpreter for gevent, which must not reach the other 
 import json
 import os
 import platform
+import random
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Its own database (created, then dropped), so the benchmark never touches a test run's.
 DATABASE_NAME = "bench_load"
-WEB_WORKERS = 3  # gunicorn processes (bin/web's WEB_CONCURRENCY), 4 threads each
-THINK_S = 2.0  # from a trial's first request to its call: the issue's "one call every 2 s"
+# gunicorn processes and threads each (bin/web's WEB_CONCURRENCY and WEB_THREADS; the same variables
+# here try other settings).
+WEB_WORKERS = int(os.environ.get("WEB_CONCURRENCY", 4))
+WEB_THREADS = int(os.environ.get("WEB_THREADS", 1))
+THINK_S = 2.0  # from a trial's first request to its call: the issue's "one call every 2 s", on average
+# Each reader's pause drawn from THINK_S ± this, and the study's readers arriving over one such
+# pause: readers in lock-step (all 50 asking within the same millisecond, every 2 s) are no study.
+THINK_JITTER_S = 0.5
 STUDY_READERS = 50
 STUDY_MAX_S = 240  # a whole session takes 60 × 2 s ≈ 2 min
 CAPACITY_FIRST_STEP_READERS = 10
@@ -45,26 +54,13 @@ NAMES = ("reading page", "state", "image", "call")
 
 
 def main() -> dict:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "readerstudy.settings")
-    import django
-
-    django.setup()
-    from django.db import connection
-
     from benchmarks.django_env import benchmark_database
 
-    test_settings = connection.settings_dict.setdefault("TEST", {})
-    previous_name = test_settings.get("NAME")
-    test_settings["NAME"] = DATABASE_NAME
-    try:
-        with benchmark_database(), tempfile.TemporaryDirectory(prefix="bench-load-") as folder:
-            from django.test import override_settings
+    with benchmark_database(DATABASE_NAME), tempfile.TemporaryDirectory(prefix="bench-load-") as folder:
+        from django.test import override_settings
 
-            with override_settings(MEDIA_ROOT=str(Path(folder) / "media")):
-                figures = _run(Path(folder))
-    finally:
-        test_settings["NAME"] = previous_name
-    return figures
+        with override_settings(MEDIA_ROOT=str(Path(folder) / "media")):
+            return _run(Path(folder))
 
 
 def _run(folder: Path) -> dict:
@@ -81,7 +77,7 @@ def _run(folder: Path) -> dict:
     warm_up = _identities(study, "warm", 2 * WEB_WORKERS)
     print(
         f"{platform.node()}: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; PostgreSQL {postgres}; "
-        f"gunicorn {WEB_WORKERS} workers × 4 threads; study of {study.images_per_session} + "
+        f"gunicorn {WEB_WORKERS} workers × {WEB_THREADS} threads; study of {study.images_per_session} + "
         f"{study.training_images} images at {IMAGE_SIZE}²"
     )
     with _web(folder) as web:
@@ -93,7 +89,13 @@ def _run(folder: Path) -> dict:
         with _ServerCpu(web.process.pid) as capacity_cpu:
             capacity_run = _child(folder, "capacity", web.base_url, study.pk, capacity_readers)
         capacity_check = _check(capacity_run["calls"], [i["username"] for i in capacity_readers])
+        server_errors = [line for line in web.log_path.read_text(errors="replace").splitlines() if "ERROR" in line]
     study_run["cpu"], capacity_run["cpu"] = study_cpu.per_request(study_run), capacity_cpu.per_request(capacity_run)
+    for run in (study_run, capacity_run):
+        for failure in run["failures"]:
+            print(f"{run['mode']} run, refused or failed: {failure}")
+    if server_errors:
+        print(f"server errors ({len(server_errors)}), the first: {server_errors[0]}")
     return _report(study_run, study_check, capacity_run, capacity_check)
 
 
@@ -256,10 +258,10 @@ class _web:
 
         self._collect_static()
         self.log = open(self.log_path, "wb")  # closed in __exit__
-        # bin/web's exec line, with its defaults (4 threads a worker) and our port and worker count.
+        # bin/web's exec line, with its defaults and our port.
         command = [sys.executable, "-m", "gunicorn", "readerstudy.wsgi:application"]
-        command += ["--bind", f"127.0.0.1:{self.port}", "--workers", str(WEB_WORKERS), "--threads", "4"]
-        command += ["--access-logfile", "-", "--no-control-socket"]
+        command += ["--bind", f"127.0.0.1:{self.port}", "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS)]
+        command += ["--worker-class", "gthread", "--keep-alive", "15", "--access-logfile", "-", "--no-control-socket"]
         self.process = subprocess.Popen(
             command, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -322,6 +324,7 @@ def _child(folder: Path, mode: str, base_url: str, study_id: int, identities: li
         "identities": identities,
         "readers": STUDY_READERS,
         "think_s": THINK_S,
+        "think_jitter_s": THINK_JITTER_S,
         "max_s": STUDY_MAX_S,
         "first_step_readers": CAPACITY_FIRST_STEP_READERS,
         "step_growth": CAPACITY_STEP_GROWTH,
@@ -364,7 +367,10 @@ def _check(calls: dict, usernames: list[str]) -> dict:
 
 def _report(study_run: dict, study_check: dict, capacity_run: dict, capacity_check: dict) -> dict:
     study, cpu = study_run["stats"], study_run["cpu"]
-    print(f"study run: {STUDY_READERS} readers, one call every {THINK_S:g} s each, {study_run['seconds']:.0f} s")
+    print(
+        f"study run: {STUDY_READERS} readers, one call every {THINK_S:g} ± {THINK_JITTER_S:g} s each, "
+        f"{study_run['seconds']:.0f} s"
+    )
     for name in NAMES:
         figures = study[name]
         print(
@@ -447,6 +453,13 @@ def _locust(plan: dict) -> dict:
     identities = list(reversed(plan["identities"]))
     samples: list[tuple] = []  # (name, start, ms, ok)
     calls: dict[str, dict] = {}
+    failures: list[dict] = []  # the first few refused or failed requests, to say why
+
+    def note_failure(name: str, response) -> None:
+        if not 200 <= response.status_code < 300 and len(failures) < 10:
+            body = (response.text or "")[:300] or repr(getattr(response, "error", None))
+            failures.append({"request": name, "status": response.status_code, "body": body})
+
     stopping = []  # set at the end: every reader stops after the trial in hand, none is cut mid-call
 
     def on_request(request_type, name, response_time, response_length, exception=None, start_time=None, **_):
@@ -470,39 +483,48 @@ def _locust(plan: dict) -> dict:
             csrf = page.headers.get("set-cookie", "").split("csrftoken=", 1)[-1].split(";", 1)[0]
             self.headers = {"Cookie": f"{cookie}; csrftoken={csrf}", "Accept": "application/json"}
             self.call_headers = {**self.headers, "X-CSRFToken": csrf}
+            self.next_state = None
 
         @task
         def trial(self) -> None:
+            """What the reading page does: the state only when no call's answer brought it (the
+            first trial), then the image and, after the reader's 2 s, the call."""
             if stopping:
                 raise StopUser
             started = time.monotonic()
-            state = self.client.get(f"/api/v1/me/session?study={study_id}", name="state", headers=self.headers)
-            state = state.json() if state.status_code == 200 else None
+            state, self.next_state = self.next_state, None
+            if state is None:
+                asked = self.client.get(f"/api/v1/me/session?study={study_id}", name="state", headers=self.headers)
+                state = asked.json() if asked.status_code == 200 else None
             if state is None or state["phase"] == "finished":
                 if not capacity:
                     raise StopUser
                 self._arrive()  # in the capacity run a finished reader makes room for a new one
                 return
-            self.client.get(state["image_url"], name="image", headers=self.headers)
-            gevent.sleep(max(0.0, plan["think_s"] - (time.monotonic() - started)))
-            call = "real" if len(calls) % 2 else "synthetic"
+            note_failure("image", self.client.get(state["image_url"], name="image", headers=self.headers))
+            think_s = random.uniform(plan["think_s"] - plan["think_jitter_s"], plan["think_s"] + plan["think_jitter_s"])
+            gevent.sleep(max(0.0, think_s - (time.monotonic() - started)))
+            call = "real" if zlib.crc32(state["token"].encode()) % 2 else "synthetic"  # a retry sends the same
             response = self.client.post(
                 f"/api/v1/me/calls?study={study_id}",
                 name="call",
                 json={"token": state["token"], "call": call},
                 headers=self.call_headers,
             )
+            note_failure("call", response)
             calls.setdefault(state["token"], {"call": call, "statuses": []})["statuses"].append(response.status_code)
+            if response.status_code in (200, 201):
+                self.next_state = response.json()["next"]
 
     environment = Environment(user_classes=[SimulatedReader], events=events)
     environment.events.request.add_listener(on_request)
     runner = environment.create_local_runner()
     started = time.time()
-    result = {"calls": calls}
+    result = {"mode": plan["mode"], "calls": calls, "failures": failures}
     if capacity:
         result |= _capacity(runner, samples, gevent, plan)
     else:
-        runner.start(plan["readers"], spawn_rate=plan["readers"])
+        runner.start(plan["readers"], spawn_rate=plan["readers"] / plan["think_s"])
         gevent.sleep(2)
         while runner.user_count and time.time() - started < plan["max_s"]:
             gevent.sleep(1)

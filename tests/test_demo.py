@@ -71,6 +71,9 @@ def test_the_demo_serves_a_study_a_reader_reads_and_the_researcher_exports(demo,
     for index in range(1, 9):
         expect(reader.locator("#phase-label")).to_have_text(f"Image {index} of 8")
         expect(reader.locator("#trial-image")).to_be_visible()
+        if index == 1:  # the README's picture of the reading page: the demo's own images
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            reader.screenshot(path=str(SCREENSHOTS / "reading.png"))
         key = "r" if index % 2 else "s"
         calls[index] = key
         reader.keyboard.press(key)
@@ -89,7 +92,6 @@ def test_the_demo_serves_a_study_a_reader_reads_and_the_researcher_exports(demo,
     called_real = sum(key == "r" for key in calls.values())
     assert int(mine["tp"]) + int(mine["fp"]) == called_real  # what was called real, whatever its truth
     assert "demo-simulated (simulated)" in rows
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     researcher.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     researcher.screenshot(path=str(SCREENSHOTS / "results.png"), full_page=True)
 

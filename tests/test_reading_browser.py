@@ -4,7 +4,6 @@ thank-you; an image left alone is hidden at the limit and recorded expired; a cl
 at the next trial; an admin's dry run records nothing."""
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 PASSWORD = "a-long-reader-passphrase-42"
 
 
@@ -110,8 +108,6 @@ def test_a_reader_goes_from_invitation_to_thank_you_by_keyboard(page, live_serve
     for index in range(1, 51):
         _wait_for_image(page, f"Image {index} of 50")
         if index == 25:
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / "reading.png"))
             assert page.locator("#panel").is_hidden()  # no feedback in the main phase
         page.keyboard.press("s" if index % 3 else "r")
 
