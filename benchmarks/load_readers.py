@@ -80,6 +80,7 @@ def _run(folder: Path) -> dict:
         f"gunicorn {WEB_WORKERS} workers × {WEB_THREADS} threads; study of {study.images_per_session} + "
         f"{study.training_images} images at {IMAGE_SIZE}²"
     )
+    costs = _in_process_costs(study, _identities(study, "cost", 3))
     with _web(folder) as web:
         for identity in warm_up:
             _warm(web.base_url, study.pk, identity)
@@ -96,7 +97,7 @@ def _run(folder: Path) -> dict:
             print(f"{run['mode']} run, refused or failed: {failure}")
     if server_errors:
         print(f"server errors ({len(server_errors)}), the first: {server_errors[0]}")
-    return _report(study_run, study_check, capacity_run, capacity_check)
+    return _report(study_run, study_check, capacity_run, capacity_check) | {"in_process_ms": costs}
 
 
 class _ServerCpu:
@@ -181,6 +182,42 @@ def _study():
     study = Study.objects.create(name="load")  # the paper's protocol: 10 + 50 images, 10 s each
     study_pools_from_bank(study=study, seed=0)
     return study_open(study=study)
+
+
+def _in_process_costs(study, identities: list[dict]) -> dict:
+    """Median time of each reading request in this process (Django's test client, no network, no
+    load), against the same run's baseline: the cheapest signed-in API request, GET /api/v1/me/
+    (session, user, DRF). Ratios to it hold on a noisy machine; the server's own cost is there."""
+    import statistics
+
+    from django.test import Client
+
+    times: dict[str, list[float]] = {"me (baseline)": [], "state": [], "image": [], "call": []}
+
+    def timed(name: str, send, *args, **kwargs):
+        started = time.perf_counter()
+        response = send(*args, **kwargs)
+        times[name].append(1000 * (time.perf_counter() - started))
+        return response
+
+    calls_url = f"/api/v1/me/calls?study={study.pk}"
+    for identity in identities:
+        client = Client()
+        client.cookies["sessionid"] = identity["session_key"]
+        client.get(f"/reading/{study.pk}/read")
+        for _ in range(20):
+            timed("me (baseline)", client.get, "/api/v1/me/")
+            state = timed("state", client.get, f"/api/v1/me/session?study={study.pk}").json()
+            timed("image", client.get, state["image_url"])
+            body = {"token": state["token"], "call": "real"}
+            timed("call", client.post, calls_url, body, content_type="application/json")
+    medians = {name: statistics.median(samples[5:]) for name, samples in times.items()}
+    baseline = medians["me (baseline)"]
+    print(
+        "in-process cost per request (median): "
+        + ", ".join(f"{name} {ms:.1f} ms ({ms / baseline:.1f}×)" for name, ms in medians.items())
+    )
+    return medians
 
 
 def _identities(study, prefix: str, count: int) -> list[dict]:

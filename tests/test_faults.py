@@ -11,7 +11,7 @@ import numpy as np
 import psycopg2
 import pytest
 import redis
-from celery import Celery
+from celery import Celery, current_app
 from django.db import connection, connections
 from django.test import Client
 from playwright.sync_api import expect
@@ -97,6 +97,14 @@ class OwnRedis:
             self.process.wait(timeout=10)
 
 
+def _forget_broker_connections() -> None:
+    """Celery makes its pools of broker connections on the first task sent, from the URL of that
+    moment, and keeps them: drop them (as Celery does after a fork) whenever the URL changes, or
+    later tests would send to this test's stopped broker."""
+    current_app._pool = None
+    current_app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def own_broker(tmp_path, settings, monkeypatch):
     """The app's broker pointed at a redis-server of the test's own (Celery reads the
@@ -106,8 +114,10 @@ def own_broker(tmp_path, settings, monkeypatch):
     settings.CELERY_BROKER_URL = broker.url
     monkeypatch.setenv("CELERY_BROKER_URL", broker.url)
     monkeypatch.setenv("CELERY_BROKER_WRITE_URL", broker.url)
+    _forget_broker_connections()
     yield broker
     broker.stop()
+    _forget_broker_connections()  # made again on the next send, from the URL restored by then
 
 
 @pytest.fixture
