@@ -118,9 +118,10 @@ class TrainingConfig:
         return cls(**values)
 
 
-# quick-64 is ours, not the paper's: its 1200 steps at batch 64 took 3.1 minutes in bf16 on a shared
-# 2-core AVX512-BF16 CPU, streaming slices of the MNI152 template (benchmarks/bench_training.py
-# estimates it), and samples are recognisable axial slices from about 600 steps. It uses Radford's
+# quick-64 is ours, not the paper's: 900 steps at batch 64, so `make demo` serves within 10 minutes
+# on a slow 2-core machine too (2.9 steps/s in bf16 on an Intel Xeon with AMX: 5.2 minutes; 6.5
+# steps/s on an AMD EPYC: 2.3 minutes; benchmarks/bench_training.py estimates it), streaming slices
+# of the MNI152 template; samples are recognisable axial slices from about 600 steps. It uses Radford's
 # discriminator: with batch norm on the input convolution, each batch (real or fake) is normalised
 # by its own statistics, so the discriminator cannot see a batch-wide intensity offset, and after
 # 600 steps the generator's background was still grey (pixel std 0.38–0.47 against the real slices'
@@ -131,7 +132,7 @@ class TrainingConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-256": {"size": 256, "epochs": 35},
     "paper-128": {"size": 128, "epochs": 35},
-    "quick-64": {"size": 64, "steps": 1200, "discriminator_input_batchnorm": False},
+    "quick-64": {"size": 64, "steps": 900, "discriminator_input_batchnorm": False},
 }
 
 
