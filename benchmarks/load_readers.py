@@ -1,4 +1,4 @@
-"""Readers under load (issue #9): the real stack on loopback (gunicorn with bin/web's command line, and
+"""Readers under load (issue #9): the real stack on loopback (bin/web, i.e. gunicorn, and
 PostgreSQL) against simulated readers from locust, headless, used as a library.
 
 Two runs: a study (50 readers at once, each a whole session of 10 training and 50 main images, one
@@ -262,10 +262,10 @@ def _free_port() -> int:
 
 
 class _web:
-    """gunicorn on a free loopback port, on this database, with bin/web's command line. Not
-    bin/web itself: the benchmark's database is migrated already, and bin/web's collectstatic
-    compresses every file again on each start (over a minute of CPU here), so static files are
-    collected once into var/bench_load/ and again only when static/ changes."""
+    """``bin/web`` itself (what docker-compose's web runs) on a free loopback port, on this
+    database. Its static files go to var/bench_load/, where bin/web collects them once and again
+    only when static/ changes (the benchmark's database is migrated already: its migrate finds
+    nothing to do)."""
 
     def __init__(self, folder: Path) -> None:
         from django.conf import settings
@@ -276,34 +276,31 @@ class _web:
         self.port = _free_port()
         self.env = {
             **os.environ,
+            "PYTHON": sys.executable,
             "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "SYNTHREAD_VAR_DIR": str(STATIC_VAR_DIR),
+            "WEB_BIND": f"127.0.0.1:{self.port}",
+            "WEB_CONCURRENCY": str(WEB_WORKERS),
+            "WEB_THREADS": str(WEB_THREADS),
         }
         self.log_path = folder / "web.log"
-
-    def _collect_static(self) -> None:
-        manifest = STATIC_VAR_DIR / "staticfiles" / "staticfiles.json"
-        newest = max(path.stat().st_mtime for path in (ROOT / "static").rglob("*") if path.is_file())
-        if not manifest.exists() or manifest.stat().st_mtime < newest:
-            print("collecting static files (once; whitenoise compresses each: a minute or two) ...", flush=True)
-            command = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"]
-            subprocess.run(command, env=self.env, cwd=ROOT, check=True)
 
     def __enter__(self) -> "_web":
         import urllib.request
 
-        self._collect_static()
         self.log = open(self.log_path, "wb")  # closed in __exit__
-        # bin/web's exec line, with its defaults and our port.
-        command = [sys.executable, "-m", "gunicorn", "readerstudy.wsgi:application"]
-        command += ["--bind", f"127.0.0.1:{self.port}", "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS)]
-        command += ["--worker-class", "gthread", "--keep-alive", "15", "--access-logfile", "-", "--no-control-socket"]
+        # bin/web execs gunicorn: the process keeps its pid, which _ServerCpu follows.
         self.process = subprocess.Popen(
-            command, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            [str(ROOT / "bin" / "web")],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.base_url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300  # a first start collects (and compresses) the static files
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 urllib.request.urlopen(f"{self.base_url}/accounts/login/", timeout=2).read()

@@ -172,29 +172,31 @@ def _serve(current: Trial | None, token: str, now: datetime) -> bool:
     return True
 
 
-def trial_serve(*, session: ReadingSession, token: str, now: datetime | None = None) -> Trial:
-    """The trial behind a token, if it is this reader's current one; its clock starts now if the
-    image was never served, and a reload within the window changes nothing."""
-    now = now or timezone.now()
+def _serve_current(
+    open_trials: QuerySet[Trial], time_limit_s: Callable[[Trial], float | None], token: str, now: datetime
+) -> Trial:
     with transaction.atomic():
-        current = _session_current(session, now)
+        current = _first_open_trial(open_trials, now, time_limit_s)
         served = _serve(current, token, now)
     if not served:
         raise TrialNotFound
     return current
+
+
+def trial_serve(*, session: ReadingSession, token: str, now: datetime | None = None) -> Trial:
+    """The trial behind a token, if it is this reader's current one; its clock starts now if the
+    image was never served, and a reload within the window changes nothing."""
+    time_limit_s = session.reader.study.time_limit_s
+    return _serve_current(_open_trials(session=session), lambda _: time_limit_s, token, now or timezone.now())
 
 
 def trial_serve_for_user(*, user, token: str, now: datetime | None = None) -> Trial:
     """``trial_serve`` for the image request, which knows the user and the token only: the
     session is the one holding the token, if it is the user's (one query in the usual case)."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        open_trials = _open_trials("session__reader__study", session__reader__user=user, session__trials__token=token)
-        current = _first_open_trial(open_trials, now, lambda trial: trial.session.reader.study.time_limit_s)
-        served = _serve(current, token, now)
-    if not served:
-        raise TrialNotFound
-    return current
+    open_trials = _open_trials("session__reader__study", session__reader__user=user, session__trials__token=token)
+    return _serve_current(
+        open_trials, lambda trial: trial.session.reader.study.time_limit_s, token, now or timezone.now()
+    )
 
 
 def call_record(
