@@ -6,6 +6,9 @@ call every 2 s: its image, then the call, whose answer carries the next trial's 
 reading page) and capacity (readers added, 40 % more every 10 s, until the p95 of all requests
 passes 100 ms). Then the database is checked: every trial
 holds one call or one expiry, no call the server acknowledged is missing, none was recorded twice.
+Last, the ceiling: the cheapest signed-in request (GET /api/v1/me/: session, user, DRF) alone
+through the same stack, without pause, so the capacity reads as a fraction of what the framework
+itself serves on this machine.
 
 locust runs in a child process (``python -m benchmarks.load_readers PLAN RESULT``): importing it
 monkey-patches the whole interpreter for gevent, which must not reach the other benchmarks.
@@ -48,6 +51,10 @@ STATIC_VAR_DIR = ROOT / "var" / "bench_load"
 BANK_PER_CLASS = 65  # 5 of each for the training pool, the rest the main pool
 IMAGE_SIZE = 256  # the paper's matrix: 65 kB per image on the wire
 NAMES = ("reading page", "state", "image", "call")
+# The ceiling: the cheapest signed-in request alone, from this many clients without pause (two per
+# gunicorn process keep every process busy), for CEILING_S after CAPACITY_SETTLE_S.
+CEILING_CLIENTS_PER_WORKER = 2
+CEILING_S = 10.0
 
 
 # --- the parent: database, server, checks ----------------------------------------------------------
@@ -59,7 +66,8 @@ def main() -> dict:
     with benchmark_database(DATABASE_NAME), tempfile.TemporaryDirectory(prefix="bench-load-") as folder:
         from django.test import override_settings
 
-        with override_settings(MEDIA_ROOT=str(Path(folder) / "media")):
+        # The reading page in this process uses the static files bin/web collects (below).
+        with override_settings(MEDIA_ROOT=str(Path(folder) / "media"), STATIC_ROOT=str(STATIC_VAR_DIR / "staticfiles")):
             return _run(Path(folder))
 
 
@@ -80,8 +88,9 @@ def _run(folder: Path) -> dict:
         f"gunicorn {WEB_WORKERS} workers × {WEB_THREADS} threads; study of {study.images_per_session} + "
         f"{study.training_images} images at {IMAGE_SIZE}²"
     )
-    costs = _in_process_costs(study, _identities(study, "cost", 3))
+    cost_readers = _identities(study, "cost", 3)
     with _web(folder) as web:
+        costs = _in_process_costs(study, cost_readers)
         for identity in warm_up:
             _warm(web.base_url, study.pk, identity)
         with _ServerCpu(web.process.pid) as study_cpu:
@@ -90,14 +99,17 @@ def _run(folder: Path) -> dict:
         with _ServerCpu(web.process.pid) as capacity_cpu:
             capacity_run = _child(folder, "capacity", web.base_url, study.pk, capacity_readers)
         capacity_check = _check(capacity_run["calls"], [i["username"] for i in capacity_readers])
+        with _ServerCpu(web.process.pid) as ceiling_cpu:
+            ceiling_run = _child(folder, "ceiling", web.base_url, study.pk, warm_up)
         server_errors = [line for line in web.log_path.read_text(errors="replace").splitlines() if "ERROR" in line]
     study_run["cpu"], capacity_run["cpu"] = study_cpu.per_request(study_run), capacity_cpu.per_request(capacity_run)
+    ceiling_run["cpu"] = ceiling_cpu.per_request(ceiling_run)
     for run in (study_run, capacity_run):
         for failure in run["failures"]:
             print(f"{run['mode']} run, refused or failed: {failure}")
     if server_errors:
         print(f"server errors ({len(server_errors)}), the first: {server_errors[0]}")
-    return _report(study_run, study_check, capacity_run, capacity_check) | {"in_process_ms": costs}
+    return _report(study_run, study_check, capacity_run, capacity_check, ceiling_run) | {"in_process_ms": costs}
 
 
 class _ServerCpu:
@@ -365,10 +377,12 @@ def _child(folder: Path, mode: str, base_url: str, study_id: int, identities: li
         "step_s": CAPACITY_STEP_S,
         "settle_s": CAPACITY_SETTLE_S,
         "max_steps": CAPACITY_MAX_STEPS,
+        "ceiling_clients": CEILING_CLIENTS_PER_WORKER * WEB_WORKERS,
+        "ceiling_s": CEILING_S,
     }
     plan_path.write_text(json.dumps(plan))
     print(f"--- {mode} run")
-    limit = STUDY_MAX_S if mode == "study" else CAPACITY_MAX_STEPS * CAPACITY_STEP_S
+    limit = {"study": STUDY_MAX_S, "capacity": CAPACITY_MAX_STEPS * CAPACITY_STEP_S, "ceiling": CEILING_S}[mode]
     subprocess.run(
         [sys.executable, "-m", "benchmarks.load_readers", str(plan_path), str(result_path)],
         cwd=ROOT,
@@ -399,7 +413,7 @@ def _check(calls: dict, usernames: list[str]) -> dict:
     }
 
 
-def _report(study_run: dict, study_check: dict, capacity_run: dict, capacity_check: dict) -> dict:
+def _report(study_run: dict, study_check: dict, capacity_run: dict, capacity_check: dict, ceiling_run: dict) -> dict:
     study, cpu = study_run["stats"], study_run["cpu"]
     print(
         f"study run: {STUDY_READERS} readers, one call every {THINK_S:g} ± {THINK_JITTER_S:g} s each, "
@@ -449,7 +463,19 @@ def _report(study_run: dict, study_check: dict, capacity_run: dict, capacity_che
     print(
         f"  server CPU per request {per_request_ms:.1f} ms (gunicorn {capacity_cpu['gunicorn_ms']:.1f}, PostgreSQL "
         f"{capacity_cpu['postgres_ms']:.1f}): two idle cores serve at most {2000 / per_request_ms:.0f} requests/s; "
-        f"database: {capacity_check}; load average now {os.getloadavg()[0]:.1f}"
+        f"database: {capacity_check}"
+    )
+    ceiling, ceiling_cpu = ceiling_run["ceiling"], ceiling_run["cpu"]
+    ceiling_ms = ceiling_cpu["gunicorn_ms"] + ceiling_cpu["postgres_ms"]
+    print(
+        f"ceiling: the baseline request alone through the same stack (GET /api/v1/me/, {ceiling['clients']} clients "
+        f"without pause): {ceiling['requests_per_s']:.0f} requests/s at p95 {ceiling['p95']:.1f} ms, errors "
+        f"{ceiling['errors']}; server CPU per request {ceiling_ms:.1f} ms"
+    )
+    print(
+        f"  a reading request costs the server {per_request_ms / ceiling_ms:.2f}× the baseline's CPU; reading capacity "
+        + (f"{best['requests_per_s'] / ceiling['requests_per_s']:.2f}× the ceiling" if best else "n/a")
+        + f"; load average now {os.getloadavg()[0]:.1f}"
     )
     return {
         "study": {**study, "requests_per_s": study_run["requests_per_s"], "errors": study_run["errors"], **cpu},
@@ -458,6 +484,7 @@ def _report(study_run: dict, study_check: dict, capacity_run: dict, capacity_che
         "capacity_best": best,
         "capacity_cpu_per_request_ms": per_request_ms,
         "capacity_check": capacity_check,
+        "ceiling": ceiling | {"cpu_per_request_ms": ceiling_ms},
     }
 
 
@@ -550,13 +577,40 @@ def _locust(plan: dict) -> dict:
             if response.status_code in (200, 201):
                 self.next_state = response.json()["next"]
 
-    environment = Environment(user_classes=[SimulatedReader], events=events)
+    class SignedInBaseline(FastHttpUser):
+        """The ceiling: the same run's baseline request, one after another, no pause."""
+
+        host = plan["host"]
+        wait_time = constant(0)
+
+        def on_start(self) -> None:
+            self.client.client.cookiejar = None
+            self.headers = {"Cookie": f"sessionid={identities[-1]['session_key']}", "Accept": "application/json"}
+
+        @task
+        def me(self) -> None:
+            if stopping:
+                raise StopUser
+            note_failure("me", self.client.get("/api/v1/me/", name="me", headers=self.headers))
+
+    ceiling = plan["mode"] == "ceiling"
+    environment = Environment(user_classes=[SignedInBaseline if ceiling else SimulatedReader], events=events)
     environment.events.request.add_listener(on_request)
     runner = environment.create_local_runner()
     started = time.time()
     result = {"mode": plan["mode"], "calls": calls, "failures": failures}
     if capacity:
         result |= _capacity(runner, samples, gevent, plan)
+    elif ceiling:
+        runner.start(plan["ceiling_clients"], spawn_rate=plan["ceiling_clients"])
+        gevent.sleep(plan["settle_s"])
+        measured_from = time.time()
+        gevent.sleep(plan["ceiling_s"])
+        window = [s for s in samples if s[1] >= measured_from]
+        result["ceiling"] = _percentiles(window) | {
+            "clients": plan["ceiling_clients"],
+            "requests_per_s": len(window) / (time.time() - measured_from),
+        }
     else:
         runner.start(plan["readers"], spawn_rate=plan["readers"] / plan["think_s"])
         gevent.sleep(2)
@@ -573,7 +627,7 @@ def _locust(plan: dict) -> dict:
         "seconds": seconds,
         "requests_per_s": len(samples) / seconds,
         "errors": sum(not ok for *_, ok in samples),
-        "stats": {name: _percentiles([s for s in samples if s[0] == name]) for name in NAMES},
+        "stats": {name: _percentiles([s for s in samples if s[0] == name]) for name in (*NAMES, "me")},
     }
     return result
 

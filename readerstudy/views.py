@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import PasswordResetConfirmView, redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
@@ -19,7 +20,7 @@ from .observer import machine_observer_create, machine_observer_latest
 from .plots import PLOTS
 from .quiz import QuizError, quiz_images, quiz_new, quiz_score
 from .readers import consent_accept, consent_needed, reader_progress
-from .roles import Role, redirect_home, role_required
+from .roles import Role, redirect_home, role_required, user_role
 from .scoring import reader_main_score, study_results, study_table_rows
 from .sessions import SessionError, reader_session
 from .trials import GRACE_S, TrialNotFound, trial_serve_for_user
@@ -277,12 +278,16 @@ def reading_thanks(request: HttpRequest, study_id: int) -> HttpResponse:
     return render(request, "readerstudy/reading_thanks.html", {"study": reader.study, "score": score})
 
 
-@role_required(Role.READER)
+@login_required
 def reading_image(request: HttpRequest, token: str) -> HttpResponse:
-    """The current trial's image; anything else is a 404 with no hint."""
+    """The current trial's image; anything else is a 404 with no hint, or a 403 for a role that
+    reads nothing. A reader's own current trial is proof enough of their role, so the role is
+    looked up only when there is none (a query less on every image)."""
     try:
         served = trial_serve_for_user(user=request.user, token=token)
     except TrialNotFound:
+        if user_role(request.user) not in (Role.ADMIN, Role.READER):
+            raise PermissionDenied from None
         raise Http404 from None
     return _image_response(served.bank_image)
 

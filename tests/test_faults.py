@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import numpy as np
-import psycopg2
+import psycopg
 import pytest
 import redis
 from celery import Celery, current_app
@@ -237,9 +237,8 @@ def test_a_job_queued_while_the_broker_is_down_is_sent_once_it_is_back(own_broke
 
 def _terminate_backend(pid: int) -> None:
     """pg_terminate_backend from a connection of its own, then wait until the backend has gone."""
-    killer = psycopg2.connect(**connections["default"].get_connection_params())
+    killer = psycopg.connect(**connections["default"].get_connection_params(), autocommit=True)
     try:
-        killer.autocommit = True
         with killer.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
             for _ in range(500):  # a busy machine may take a while to reap it
