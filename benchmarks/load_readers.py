@@ -4,8 +4,9 @@ PostgreSQL) against simulated readers from locust, headless, used as a library.
 Two runs: a study (50 readers at once, each a whole session of 10 training and 50 main images, one
 call every 2 s: its image, then the call, whose answer carries the next trial's state, as on the
 reading page) and capacity (readers added, 40 % more every 10 s, until the p95 of all requests
-passes 100 ms). Then the database is checked: every trial
-holds one call or one expiry, no call the server acknowledged is missing, none was recorded twice.
+passes 100 ms in a step and again when that step is measured once more). Then the database is
+checked: every trial holds one call or one expiry, no call the server acknowledged is missing,
+none was recorded twice.
 Last, the ceiling: the cheapest signed-in request (GET /api/v1/me/: session, user, DRF) alone
 through the same stack, without pause, so the capacity reads as a fraction of what the framework
 itself serves on this machine.
@@ -382,7 +383,7 @@ def _child(folder: Path, mode: str, base_url: str, study_id: int, identities: li
     }
     plan_path.write_text(json.dumps(plan))
     print(f"--- {mode} run")
-    limit = {"study": STUDY_MAX_S, "capacity": CAPACITY_MAX_STEPS * CAPACITY_STEP_S, "ceiling": CEILING_S}[mode]
+    limit = {"study": STUDY_MAX_S, "capacity": 2 * CAPACITY_MAX_STEPS * CAPACITY_STEP_S, "ceiling": CEILING_S}[mode]
     subprocess.run(
         [sys.executable, "-m", "benchmarks.load_readers", str(plan_path), str(result_path)],
         cwd=ROOT,
@@ -443,11 +444,12 @@ def _report(study_run: dict, study_check: dict, capacity_run: dict, capacity_che
     )
     print(
         f"capacity run: readers added ({CAPACITY_STEP_GROWTH - 1:.0%} more every {CAPACITY_STEP_S:g} s) "
-        "until p95 > 100 ms"
+        "until p95 > 100 ms (a step over the line is measured again before the run ends)"
     )
     for step in capacity_run["steps"]:
         print(
-            f"  {step['readers']:5d} readers  {step['requests_per_s']:6.0f} req/s  p95 {step['p95']:6.1f} ms  "
+            f"  {step['readers']:5d} readers{' again' if step.get('again') else '      '}  "
+            f"{step['requests_per_s']:6.0f} req/s  p95 {step['p95']:6.1f} ms  "
             f"(image {step['image_p95']:.1f}, call {step['call_p95']:.1f})  errors {step['errors']}"
         )
     best, capacity_cpu = capacity_run["best"], capacity_run["cpu"]
@@ -634,12 +636,15 @@ def _locust(plan: dict) -> dict:
 
 def _capacity(runner, samples: list[tuple], gevent, plan: dict) -> dict:
     """Readers added step by step, each step 40 % more than the last; each step's figures come
-    from its own window, after its new readers have arrived."""
-    steps, best, readers = [], None, 0
-    for step in range(plan["max_steps"]):
-        added = max(round(plan["first_step_readers"] * plan["step_growth"] ** step) - readers, 1)
-        readers += added
-        runner.start(readers, spawn_rate=max(added / 2, 1))
+    from its own window, after its new readers have arrived. A step over the line is measured
+    once more with the same readers before the run ends: on a shared machine one window can
+    catch another job's burst (seen here: p95 117 ms at 20 readers, 28 ms at 14 and at 27)."""
+    steps, best, readers, step, again = [], None, 0, 0, False
+    while step < plan["max_steps"]:
+        if not again:
+            added = max(round(plan["first_step_readers"] * plan["step_growth"] ** step) - readers, 1)
+            readers += added
+            runner.start(readers, spawn_rate=max(added / 2, 1))
         step_started = time.time()
         gevent.sleep(plan["step_s"])
         window = [s for s in samples if s[1] >= step_started + plan["settle_s"]]
@@ -651,15 +656,22 @@ def _capacity(runner, samples: list[tuple], gevent, plan: dict) -> dict:
             "image_p95": _percentiles([s for s in window if s[0] == "image"])["p95"],
             "call_p95": _percentiles([s for s in window if s[0] == "call"])["p95"],
             "errors": overall["errors"],
+            "again": again,
         }
         steps.append(figures)
         print(
-            f"  {readers:4d} readers: {figures['requests_per_s']:5.0f} req/s, p95 {figures['p95']:.0f} ms", flush=True
+            f"  {readers:4d} readers{' (again)' if again else ''}: {figures['requests_per_s']:5.0f} req/s, "
+            f"p95 {figures['p95']:.0f} ms",
+            flush=True,
         )
-        if figures["p95"] > CAPACITY_P95_MS or figures["errors"]:
+        over = figures["p95"] > CAPACITY_P95_MS or figures["errors"]
+        if over and again:
             break
-        if best is None or figures["requests_per_s"] > best["requests_per_s"]:
-            best = figures
+        again = bool(over)
+        if not over:
+            step += 1
+            if best is None or figures["requests_per_s"] > best["requests_per_s"]:
+                best = figures
     return {"steps": steps, "best": best}
 
 
