@@ -9,12 +9,14 @@ checked: every trial holds one call or one expiry, no call the server acknowledg
 none was recorded twice.
 Last, the ceiling: the cheapest signed-in request (GET /api/v1/me/: session, user, DRF) alone
 through the same stack, without pause, so the capacity reads as a fraction of what the framework
-itself serves on this machine.
+itself serves on this machine; and the floor: a bare WSGI app under the same gunicorn, what the
+server and the load tool cost before any Django.
 
 locust runs in a child process (``python -m benchmarks.load_readers PLAN RESULT``): importing it
 monkey-patches the whole interpreter for gevent, which must not reach the other benchmarks.
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,9 +105,12 @@ def _run(folder: Path) -> dict:
         capacity_check = _check(capacity_run["calls"], [i["username"] for i in capacity_readers])
         with _ServerCpu(web.process.pid) as ceiling_cpu:
             ceiling_run = _child(folder, "ceiling", web.base_url, study.pk, warm_up)
+    with _bare_gunicorn() as bare_url:
+        floor_run = _child(folder, "floor", bare_url, study.pk, warm_up)
         server_errors = [line for line in web.log_path.read_text(errors="replace").splitlines() if "ERROR" in line]
     study_run["cpu"], capacity_run["cpu"] = study_cpu.per_request(study_run), capacity_cpu.per_request(capacity_run)
     ceiling_run["cpu"] = ceiling_cpu.per_request(ceiling_run)
+    ceiling_run["floor"] = floor_run["ceiling"]
     for run in (study_run, capacity_run):
         for failure in run["failures"]:
             print(f"{run['mode']} run, refused or failed: {failure}")
@@ -268,6 +274,35 @@ def _identities(study, prefix: str, count: int) -> list[dict]:
     return identities
 
 
+def bare_wsgi_app(environ, start_response):
+    """The floor: no Django, no database; what gunicorn and the load tool cost by themselves."""
+    body = b'{"ok": true}'
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+@contextlib.contextmanager
+def _bare_gunicorn() -> Iterator[str]:
+    """``bare_wsgi_app`` under gunicorn with bin/web's process model, on a free loopback port."""
+    port = _free_port()
+    command = [sys.executable, "-m", "gunicorn", "benchmarks.load_readers:bare_wsgi_app", "--bind", f"127.0.0.1:{port}"]
+    command += ["--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS), "--worker-class", "gthread"]
+    command += ["--keep-alive", "15", "--no-control-socket"]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        for _ in range(120):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.25)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -379,11 +414,12 @@ def _child(folder: Path, mode: str, base_url: str, study_id: int, identities: li
         "settle_s": CAPACITY_SETTLE_S,
         "max_steps": CAPACITY_MAX_STEPS,
         "ceiling_clients": CEILING_CLIENTS_PER_WORKER * WEB_WORKERS,
+        "ceiling_path": "/" if mode == "floor" else "/api/v1/me/",
         "ceiling_s": CEILING_S,
     }
     plan_path.write_text(json.dumps(plan))
     print(f"--- {mode} run")
-    limit = {"study": STUDY_MAX_S, "capacity": 2 * CAPACITY_MAX_STEPS * CAPACITY_STEP_S, "ceiling": CEILING_S}[mode]
+    limit = {"study": STUDY_MAX_S, "capacity": 2 * CAPACITY_MAX_STEPS * CAPACITY_STEP_S}.get(mode, CEILING_S)
     subprocess.run(
         [sys.executable, "-m", "benchmarks.load_readers", str(plan_path), str(result_path)],
         cwd=ROOT,
@@ -479,6 +515,12 @@ def _report(study_run: dict, study_check: dict, capacity_run: dict, capacity_che
         + (f"{best['requests_per_s'] / ceiling['requests_per_s']:.2f}× the ceiling" if best else "n/a")
         + f"; load average now {os.getloadavg()[0]:.1f}"
     )
+    floor = ceiling_run["floor"]
+    print(
+        f"floor: a bare WSGI app under the same gunicorn, the same clients: {floor['requests_per_s']:.0f} "
+        f"requests/s, i.e. {2000 / floor['requests_per_s']:.1f} ms of the two cores per request for gunicorn and "
+        f"the load tool alone; the ceiling is {ceiling['requests_per_s'] / floor['requests_per_s']:.2f}× the floor"
+    )
     return {
         "study": {**study, "requests_per_s": study_run["requests_per_s"], "errors": study_run["errors"], **cpu},
         "study_check": study_check,
@@ -487,6 +529,7 @@ def _report(study_run: dict, study_check: dict, capacity_run: dict, capacity_che
         "capacity_cpu_per_request_ms": per_request_ms,
         "capacity_check": capacity_check,
         "ceiling": ceiling | {"cpu_per_request_ms": ceiling_ms},
+        "floor": floor,
     }
 
 
@@ -580,7 +623,8 @@ def _locust(plan: dict) -> dict:
                 self.next_state = response.json()["next"]
 
     class SignedInBaseline(FastHttpUser):
-        """The ceiling: the same run's baseline request, one after another, no pause."""
+        """The ceiling: the same run's baseline request, one after another, no pause (the floor:
+        the bare app's, which ignores the cookie)."""
 
         host = plan["host"]
         wait_time = constant(0)
@@ -593,9 +637,10 @@ def _locust(plan: dict) -> dict:
         def me(self) -> None:
             if stopping:
                 raise StopUser
-            note_failure("me", self.client.get("/api/v1/me/", name="me", headers=self.headers))
+            path, name = plan["ceiling_path"], plan["mode"]
+            note_failure(name, self.client.get(path, name=name, headers=self.headers))
 
-    ceiling = plan["mode"] == "ceiling"
+    ceiling = plan["mode"] in ("ceiling", "floor")
     environment = Environment(user_classes=[SignedInBaseline if ceiling else SimulatedReader], events=events)
     environment.events.request.add_listener(on_request)
     runner = environment.create_local_runner()
@@ -629,7 +674,7 @@ def _locust(plan: dict) -> dict:
         "seconds": seconds,
         "requests_per_s": len(samples) / seconds,
         "errors": sum(not ok for *_, ok in samples),
-        "stats": {name: _percentiles([s for s in samples if s[0] == name]) for name in (*NAMES, "me")},
+        "stats": {name: _percentiles([s for s in samples if s[0] == name]) for name in (*NAMES, "ceiling", "floor")},
     }
     return result
 
