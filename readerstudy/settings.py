@@ -82,7 +82,7 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
         # Each reading request repeats the same few queries; prepared on a connection after 5 uses,
-        # PostgreSQL skips parsing and planning them (a third of its CPU per request). Parameters
+        # PostgreSQL skips parsing and planning them (about half of its CPU per request). Parameters
         # must then travel apart from the SQL (server-side binding). Off behind a PgBouncer in
         # transaction mode, which cannot keep a connection's prepared statements.
         DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}

@@ -3,6 +3,8 @@ headers and byte lengths for both classes, feedback only in training."""
 
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from generator.bank import bank_image_store
 from readerstudy.models import Reader, Study
@@ -99,6 +101,23 @@ def test_each_calls_answer_carries_the_next_state_so_a_trial_takes_two_requests(
         state = answer.json()["next"]
         assert state == asked
     assert places == [("training", 1, 2), ("training", 2, 2)] + [("main", i, 6) for i in range(1, 7)]
+
+
+def test_a_readers_image_costs_no_role_query_and_the_repeated_queries_are_prepared(client, study):
+    """The reader's own current trial proves the role (the image request once also read the
+    user's groups), and PostgreSQL plans each repeated query once per connection, not per request
+    (DATABASE_PREPARED_STATEMENTS: planning was about half of its work per request)."""
+    _reader(client, study)
+    for _ in range(8):
+        state = client.get(f"/api/v1/me/session?study={study.pk}").json()
+    with CaptureQueriesContext(connection) as image_queries:
+        assert client.get(state["image_url"]).status_code == 200
+    assert not [q["sql"] for q in image_queries.captured_queries if "auth_group" in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [statement for (statement,) in cursor.fetchall()]
+    assert any('FROM "django_session"' in statement for statement in prepared), prepared
+    assert any('FROM "readerstudy_trial"' in statement for statement in prepared), prepared
 
 
 def test_another_readers_token_and_dead_tokens_are_404(client, study):
