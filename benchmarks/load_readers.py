@@ -105,18 +105,19 @@ def _run(folder: Path) -> dict:
         capacity_check = _check(capacity_run["calls"], [i["username"] for i in capacity_readers])
         with _ServerCpu(web.process.pid) as ceiling_cpu:
             ceiling_run = _child(folder, "ceiling", web.base_url, study.pk, warm_up)
+        server_errors = [line for line in web.log_path.read_text(errors="replace").splitlines() if "ERROR" in line]
     with _bare_gunicorn() as bare_url:
         floor_run = _child(folder, "floor", bare_url, study.pk, warm_up)
-        server_errors = [line for line in web.log_path.read_text(errors="replace").splitlines() if "ERROR" in line]
     study_run["cpu"], capacity_run["cpu"] = study_cpu.per_request(study_run), capacity_cpu.per_request(capacity_run)
     ceiling_run["cpu"] = ceiling_cpu.per_request(ceiling_run)
-    ceiling_run["floor"] = floor_run["ceiling"]
     for run in (study_run, capacity_run):
         for failure in run["failures"]:
             print(f"{run['mode']} run, refused or failed: {failure}")
     if server_errors:
         print(f"server errors ({len(server_errors)}), the first: {server_errors[0]}")
-    return _report(study_run, study_check, capacity_run, capacity_check, ceiling_run) | {"in_process_ms": costs}
+    return _report(study_run, study_check, capacity_run, capacity_check, ceiling_run, floor_run) | {
+        "in_process_ms": costs
+    }
 
 
 class _ServerCpu:
@@ -450,7 +451,9 @@ def _check(calls: dict, usernames: list[str]) -> dict:
     }
 
 
-def _report(study_run: dict, study_check: dict, capacity_run: dict, capacity_check: dict, ceiling_run: dict) -> dict:
+def _report(
+    study_run: dict, study_check: dict, capacity_run: dict, capacity_check: dict, ceiling_run: dict, floor_run: dict
+) -> dict:
     study, cpu = study_run["stats"], study_run["cpu"]
     print(
         f"study run: {STUDY_READERS} readers, one call every {THINK_S:g} ± {THINK_JITTER_S:g} s each, "
@@ -503,7 +506,7 @@ def _report(study_run: dict, study_check: dict, capacity_run: dict, capacity_che
         f"{capacity_cpu['postgres_ms']:.1f}): two idle cores serve at most {2000 / per_request_ms:.0f} requests/s; "
         f"database: {capacity_check}"
     )
-    ceiling, ceiling_cpu = ceiling_run["ceiling"], ceiling_run["cpu"]
+    ceiling, ceiling_cpu = ceiling_run["saturated"], ceiling_run["cpu"]
     ceiling_ms = ceiling_cpu["gunicorn_ms"] + ceiling_cpu["postgres_ms"]
     print(
         f"ceiling: the baseline request alone through the same stack (GET /api/v1/me/, {ceiling['clients']} clients "
@@ -515,7 +518,7 @@ def _report(study_run: dict, study_check: dict, capacity_run: dict, capacity_che
         + (f"{best['requests_per_s'] / ceiling['requests_per_s']:.2f}× the ceiling" if best else "n/a")
         + f"; load average now {os.getloadavg()[0]:.1f}"
     )
-    floor = ceiling_run["floor"]
+    floor = floor_run["saturated"]
     print(
         f"floor: a bare WSGI app under the same gunicorn, the same clients: {floor['requests_per_s']:.0f} "
         f"requests/s, i.e. {2000 / floor['requests_per_s']:.1f} ms of the two cores per request for gunicorn and "
@@ -654,7 +657,7 @@ def _locust(plan: dict) -> dict:
         measured_from = time.time()
         gevent.sleep(plan["ceiling_s"])
         window = [s for s in samples if s[1] >= measured_from]
-        result["ceiling"] = _percentiles(window) | {
+        result["saturated"] = _percentiles(window) | {
             "clients": plan["ceiling_clients"],
             "requests_per_s": len(window) / (time.time() - measured_from),
         }

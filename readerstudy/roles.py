@@ -41,6 +41,12 @@ def user_role(user: AbstractBaseUser | AnonymousUser) -> Role:
     return Role.NONE
 
 
+def user_has_role(user: AbstractBaseUser | AnonymousUser, *roles: Role) -> bool:
+    """Whether the user acts in one of these roles; admins may open every page, so they need
+    not be listed."""
+    return user_role(user) in {Role.ADMIN, *roles}
+
+
 def user_set_role(*, user: AbstractBaseUser, role: Role) -> None:
     """Put a user in exactly one role's group. Admins run the platform from Django's admin, so
     they are staff with every permission (superusers); nobody else is."""
@@ -57,14 +63,13 @@ def role_required(*roles: Role) -> Callable:
 
     Admins may open every page, so they need not be listed.
     """
-    allowed = {Role.ADMIN, *roles}
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            if user_role(request.user) not in allowed:
+            if not user_has_role(request.user, *roles):
                 raise PermissionDenied
             return view(request, *args, **kwargs)
 
@@ -79,7 +84,7 @@ class HasRole(BasePermission):
     roles: tuple[Role, ...] = ()
 
     def has_permission(self, request, view) -> bool:
-        return request.user.is_authenticated and user_role(request.user) in {Role.ADMIN, *self.roles}
+        return request.user.is_authenticated and user_has_role(request.user, *self.roles)
 
 
 def role_context(request: HttpRequest) -> dict:

@@ -20,7 +20,7 @@ from .observer import machine_observer_create, machine_observer_latest
 from .plots import PLOTS
 from .quiz import QuizError, quiz_images, quiz_new, quiz_score
 from .readers import consent_accept, consent_needed, reader_progress
-from .roles import Role, redirect_home, role_required, user_role
+from .roles import Role, redirect_home, role_required, user_has_role
 from .scoring import reader_main_score, study_results, study_table_rows
 from .sessions import SessionError, reader_session
 from .trials import GRACE_S, TrialNotFound, trial_serve_for_user
@@ -286,7 +286,7 @@ def reading_image(request: HttpRequest, token: str) -> HttpResponse:
     try:
         served = trial_serve_for_user(user=request.user, token=token)
     except TrialNotFound:
-        if user_role(request.user) not in (Role.ADMIN, Role.READER):
+        if not user_has_role(request.user, Role.READER):
             raise PermissionDenied from None
         raise Http404 from None
     return _image_response(served.bank_image)
