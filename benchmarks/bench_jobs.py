@@ -18,8 +18,8 @@ def main() -> dict:
     with benchmark_database():
         from django.conf import settings
 
-        from readerstudy.jobs import job_run
-        from readerstudy.models import ProbeJob
+        from readerstudy.core.jobs import job_run
+        from readerstudy.core.models import ProbeJob
 
         settings.JOB_LEASE_HEARTBEAT_S = 0.1  # 30x the default rate: an upper bound on the cost
         matrix = np.random.default_rng(0).random((300, 300))

@@ -36,7 +36,7 @@ def _fill_bank(cursor, size: int) -> None:
 def _old_plan(study, seed: int):
     """The builder before issue #6: every active id of each pool and class into Python."""
     from generator.models import BankImage
-    from readerstudy.sessions import session_plan
+    from readerstudy.reading.sessions import session_plan
 
     def active_ids(pool: str, image_class: str) -> list[int]:
         return list(
@@ -76,8 +76,8 @@ def _run() -> dict:
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from readerstudy.models import Reader, Study
-    from readerstudy.sessions import session_build, study_pools_from_bank, study_session_plan
+    from readerstudy.reading.models import Reader, Study
+    from readerstudy.reading.sessions import session_build, study_pools_from_bank, study_session_plan
 
     if connection.vendor != "postgresql":
         raise RuntimeError("bench_sessions needs PostgreSQL (DATABASE_URL=postgres://…)")

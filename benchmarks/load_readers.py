@@ -191,8 +191,8 @@ def _study():
     import numpy as np
 
     from generator.bank import bank_image_store
-    from readerstudy.models import Study
-    from readerstudy.sessions import study_open, study_pools_from_bank
+    from readerstudy.reading.models import Study
+    from readerstudy.reading.sessions import study_open, study_pools_from_bank
 
     rng = np.random.default_rng(0)
     for image_class in ("real", "synthetic"):
@@ -252,8 +252,8 @@ def _identities(study, prefix: str, count: int) -> list[dict]:
     from django.utils import timezone
     from django.utils.crypto import get_random_string
 
-    from readerstudy.models import Reader
-    from readerstudy.roles import Role
+    from readerstudy.core.roles import Role
+    from readerstudy.reading.models import Reader
 
     user_model = get_user_model()
     users = user_model.objects.bulk_create(user_model(username=f"{prefix}{i}", password="!") for i in range(count))
@@ -434,7 +434,7 @@ def _check(calls: dict, usernames: list[str]) -> dict:
     """The database against what the server told the simulated readers: no trial holds both a call
     and an expiry, every acknowledged call (201) is there with the value sent ("lost" otherwise),
     none was acknowledged twice ("doubled"), and no call is there that was never acknowledged."""
-    from readerstudy.models import Trial
+    from readerstudy.reading.models import Trial
 
     trials = Trial.objects.filter(session__reader__user__username__in=usernames)
     recorded = dict(trials.exclude(call="").values_list("token", "call"))

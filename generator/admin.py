@@ -6,7 +6,8 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from readerstudy.admin import LeasedJobAdmin
+from readerstudy.core.admin import LeasedJobAdmin
+from readerstudy.core.errors import ApplicationError
 
 from .bank import bank_fill_create, bank_image_exclude
 from .forms import VolumeUploadForm
@@ -187,7 +188,7 @@ class TrainingJobAdmin(LeasedJobAdmin):
         for job in queryset:
             try:
                 bank_fill_create(training_job=job, synthetic_count=200)
-            except ValueError as error:
+            except ApplicationError as error:
                 self.message_user(request, str(error), messages.ERROR)
             else:
                 self.message_user(request, f"Bank fill queued for {job}.", messages.SUCCESS)

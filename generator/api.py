@@ -3,13 +3,12 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from readerstudy.jobs import job_cancel
-from readerstudy.roles import HasRole
+from readerstudy.core.jobs import job_cancel
+from readerstudy.core.roles import IsAdmin
 
 from .bank import bank_fill_create
 from .ingest import uploads_ingest
@@ -24,10 +23,6 @@ from .serializers import (
     VolumeUploadSerializer,
 )
 from .training_jobs import training_job_create
-
-
-class IsAdmin(HasRole):
-    roles = ()
 
 
 class DatasetViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -74,10 +69,7 @@ class TrainingJobViewSet(viewsets.ReadOnlyModelViewSet):
         form = TrainingJobCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         values = dict(form.validated_data)
-        try:
-            job = training_job_create(user=request.user, **values)
-        except ValueError as error:
-            raise ValidationError({"detail": str(error)}) from error
+        job = training_job_create(user=request.user, **values)
         return Response(TrainingJobSerializer(job).data, status=201)
 
     @extend_schema(request=None, responses=TrainingJobSerializer)
@@ -96,7 +88,4 @@ class BankFillJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
     permission_classes = [IsAdmin]
 
     def perform_create(self, serializer: BankFillJobSerializer) -> None:
-        try:
-            serializer.instance = bank_fill_create(**serializer.validated_data)
-        except ValueError as error:
-            raise ValidationError({"detail": str(error)}) from error
+        serializer.instance = bank_fill_create(**serializer.validated_data)

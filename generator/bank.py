@@ -17,7 +17,8 @@ from generator.ml.grid import PAPER_GRID
 from generator.ml.image_import import ImageImportError, file_sha256, load_external_image
 from generator.ml.rendering import pixel_checksum, render_png, to_display_uint8
 from generator.ml.slicing import sample_slices
-from readerstudy.jobs import JobHandle, job_enqueue
+from readerstudy.core.errors import ApplicationError
+from readerstudy.core.jobs import JobHandle, JobState, job_enqueue
 
 from .models import BankFillJob, BankImage, Dataset, TrainingJob, Volume
 from .volumes import volume_slice_source
@@ -71,12 +72,12 @@ def bank_fill_create(
     held_out_dataset: Dataset | None = None,
     seed: int = 0,
 ) -> BankFillJob:
-    if training_job.state != "succeeded" or not training_job.generator_file:
-        raise ValueError(f"Training job {training_job.pk} has not finished with a generator yet.")
+    if training_job.state != JobState.SUCCEEDED or not training_job.generator_file:
+        raise ApplicationError(f"Training job {training_job.pk} has not finished with a generator yet.")
     if synthetic_count < 1:
-        raise ValueError("Ask for at least one synthetic image.")
+        raise ApplicationError("Ask for at least one synthetic image.")
     if held_out_dataset is not None and held_out_dataset.pk == training_job.dataset_id:
-        raise ValueError("The held-out dataset must hold other subjects than the training dataset.")
+        raise ApplicationError("The held-out dataset must hold other subjects than the training dataset.")
     with transaction.atomic():
         job = BankFillJob.objects.create(
             training_job=training_job,
@@ -242,9 +243,9 @@ def images_import(
 ) -> list[ImportResult]:
     """Import 2D images made elsewhere through the same renderer; a bad file never costs the rest."""
     if image_class not in BankImage.ImageClass.values:
-        raise ValueError(f"Class must be 'real' or 'synthetic', not {image_class!r}.")
+        raise ApplicationError(f"Class must be 'real' or 'synthetic', not {image_class!r}.")
     if not generator_name.strip():
-        raise ValueError("Name the generator (or the source of the real images).")
+        raise ApplicationError("Name the generator (or the source of the real images).")
     results = []
     for path, name in files:
         try:

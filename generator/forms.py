@@ -60,11 +60,13 @@ class TrainingJobForm(forms.Form):
     )
 
     def __init__(self, *args, **kwargs) -> None:
-        from .models import Dataset, TrainingJob
+        from .models import Dataset, TrainingJob, Volume
         from .training_jobs import preset_form_defaults
 
         super().__init__(*args, **kwargs)
-        self.fields["dataset"].queryset = Dataset.objects.filter(volumes__status="ready").distinct().order_by("name")
+        self.fields["dataset"].queryset = (
+            Dataset.objects.filter(volumes__status=Volume.Status.READY).distinct().order_by("name")
+        )
         self.fields["preset"].choices = TrainingJob.Preset.choices
         self.fields["preset"].initial = TrainingJob.Preset.QUICK_64
         defaults = preset_form_defaults(TrainingJob.Preset.QUICK_64)

@@ -17,6 +17,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
 from generator.ml.volumes import LoadedVolume, VolumeError, file_checksum, load_volume
+from readerstudy.core.errors import ApplicationError
 
 from .models import Dataset, Volume
 
@@ -39,10 +40,10 @@ class IngestResult:
 
 def dataset_get_or_create(*, name: str, fov_mm: float | None = None) -> Dataset:
     if not re.fullmatch(r"[-a-zA-Z0-9_]+", name or ""):
-        raise ValueError(f"Dataset name {name!r}: use letters, digits, '-' and '_' only.")
+        raise ApplicationError(f"Dataset name {name!r}: use letters, digits, '-' and '_' only.")
     dataset, created = Dataset.objects.get_or_create(name=name, defaults={"fov_mm": fov_mm or 180.0})
     if not created and fov_mm is not None and dataset.fov_mm != fov_mm:
-        raise ValueError(f"Dataset {name} already uses a field of view of {dataset.fov_mm:g} mm, not {fov_mm:g}.")
+        raise ApplicationError(f"Dataset {name} already uses a field of view of {dataset.fov_mm:g} mm, not {fov_mm:g}.")
     return dataset
 
 

@@ -3,7 +3,8 @@
 from django.conf import settings
 from django.db import models
 
-from readerstudy.jobs import LeasedJob
+from readerstudy.core.errors import EvidenceFrozen
+from readerstudy.core.jobs import LeasedJob
 
 
 class Dataset(models.Model):
@@ -198,10 +199,6 @@ class BankImage(models.Model):
 def _field_value(image: "BankImage", column: str):
     value = getattr(image, column)
     return value.name if hasattr(value, "name") and column == "file" else value
-
-
-class EvidenceFrozen(Exception):
-    """An attempt to change or delete data that has become evidence of a study."""
 
 
 class BankFillJob(LeasedJob):

@@ -6,7 +6,7 @@ GPU tasks are routed to the `gpu` queue by name (training_*, bank_fill_*); align
 
 from celery import shared_task
 
-from readerstudy.jobs import job_run
+from readerstudy.core.jobs import job_run
 
 from .bank import bank_fill_work
 from .models import AlignmentJob, BankFillJob, TrainingJob

@@ -12,7 +12,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from generator.ml.dcgan import PRESETS, TrainingConfig, preset_config
-from readerstudy.jobs import JobCancelled, JobHandle, LeaseLost, job_enqueue, job_log
+from readerstudy.core.errors import ApplicationError
+from readerstudy.core.jobs import JobCancelled, JobHandle, LeaseLost, job_enqueue, job_log
 
 from .models import Dataset, TrainingJob, Volume
 from .volumes import volume_slice_source
@@ -42,11 +43,14 @@ def training_job_create(
 ) -> TrainingJob:
     """Queue a training run; ``options`` are TrainingConfig fields (batch_size, seed, ...)."""
     if not dataset.volumes.filter(status=Volume.Status.READY).exists():
-        raise ValueError(f"Dataset {dataset} has no aligned volume yet: upload and align volumes first.")
+        raise ApplicationError(f"Dataset {dataset} has no aligned volume yet: upload and align volumes first.")
     if epochs is not None and steps is not None:
-        raise ValueError("Give a budget in epochs or in steps, not both.")
+        raise ApplicationError("Give a budget in epochs or in steps, not both.")
     budget = {"epochs": epochs} if epochs is not None else {"steps": steps} if steps is not None else {}
-    config = preset_config(preset, **budget, **{k: v for k, v in options.items() if v is not None})
+    try:
+        config = preset_config(preset, **budget, **{k: v for k, v in options.items() if v is not None})
+    except ValueError as error:  # generator.ml checks a configuration; here that is the user's input
+        raise ApplicationError(str(error)) from error
     with transaction.atomic():
         job = TrainingJob.objects.create(dataset=dataset, preset=preset, config=config.to_dict(), created_by=user)
         job_enqueue(job=job)
@@ -156,7 +160,7 @@ def training_job_work(job: TrainingJob, handle: JobHandle) -> None:
     config = TrainingConfig.from_dict(job.config)
     volumes = list(job.dataset.volumes.filter(status=Volume.Status.READY))
     if not volumes:
-        raise ValueError(f"Dataset {job.dataset} has no aligned volume.")
+        raise ApplicationError(f"Dataset {job.dataset} has no aligned volume.")
     sources = [volume_slice_source(volume=volume) for volume in volumes]
     dataset = slice_dataset(
         sources,

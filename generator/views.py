@@ -9,8 +9,9 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from readerstudy.jobs import job_cancel
-from readerstudy.roles import role_required
+from readerstudy.core.errors import ApplicationError
+from readerstudy.core.jobs import job_cancel
+from readerstudy.core.roles import role_required
 
 from .bank import bank_counts, bank_fill_create, images_import
 from .forms import BankFillForm, ImageImportForm, TrainingJobForm
@@ -46,7 +47,7 @@ def training_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             job = training_job_create(user=request.user, **form.service_arguments())
-        except ValueError as error:
+        except ApplicationError as error:
             form.add_error(None, str(error))
         else:
             messages.success(request, f"Training job {job.pk} queued on the GPU queue.")
@@ -111,7 +112,7 @@ def training_fill(request: HttpRequest, job_id: int) -> HttpResponse:
     if form.is_valid():
         try:
             fill = bank_fill_create(training_job=job, **form.cleaned_data)
-        except ValueError as error:
+        except ApplicationError as error:
             messages.error(request, str(error))
         else:
             messages.success(request, f"Bank fill {fill.pk} queued on the GPU queue.")

@@ -14,7 +14,8 @@ from generator.ml.previews import alignment_preview_png
 from generator.ml.slicing import DEFAULT_CENTRE_MM, normalise_intensity
 from generator.ml.streaming import SliceSource
 from generator.ml.volumes import LoadedVolume
-from readerstudy.jobs import JobHandle, job_enqueue
+from readerstudy.core.errors import ApplicationError
+from readerstudy.core.jobs import JobHandle, job_enqueue
 
 from .models import AlignmentJob, Volume, VolumeCorrection
 
@@ -40,7 +41,7 @@ def volume_load(*, volume: Volume) -> LoadedVolume:
 def volume_alignment(*, volume: Volume) -> RigidAlignment:
     """The volume's automatic alignment with the admin's correction composed on top."""
     if not volume.alignment:
-        raise ValueError(f"{volume} is not aligned yet.")
+        raise ApplicationError(f"{volume} is not aligned yet.")
     automatic = RigidAlignment.from_json(volume.alignment)
     if not volume.has_correction:
         return automatic
@@ -97,7 +98,7 @@ def volume_correct(*, volume: Volume, user, **corrections: float) -> VolumeCorre
     """Apply an admin's correction of the level and angles, record it, and redraw the preview."""
     unknown = set(corrections) - set(CORRECTION_FIELDS)
     if unknown:
-        raise ValueError(f"Unknown correction field(s): {', '.join(sorted(unknown))}")
+        raise ApplicationError(f"Unknown correction field(s): {', '.join(sorted(unknown))}")
     with transaction.atomic():
         locked = Volume.objects.select_for_update().get(pk=volume.pk)
         before = {name: getattr(locked, name) for name in CORRECTION_FIELDS}

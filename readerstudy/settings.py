@@ -32,8 +32,11 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_results",
-    "readerstudy",
+    "readerstudy.core",
     "generator",
+    "readerstudy.reading",
+    "readerstudy.results",
+    "readerstudy.demo",
 ]
 
 MIDDLEWARE = [
@@ -45,6 +48,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A refused request (ApplicationError) becomes a page message; nothing else is caught.
+    "readerstudy.core.middleware.ApplicationErrorMiddleware",
 ]
 
 ROOT_URLCONF = "readerstudy.urls"
@@ -60,8 +65,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "readerstudy.roles.role_context",
-                "readerstudy.health.broker_context",
+                "readerstudy.core.roles.role_context",
+                "readerstudy.core.health.broker_context",
             ],
         },
     },
@@ -158,7 +163,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Redis hands an unacknowledged message to another worker after this long. Training runs
     # for hours, so a short timeout would start duplicate deliveries; dead workers are handled
-    # by the job lease instead (readerstudy/jobs.py), which does not wait for this.
+    # by the job lease instead (readerstudy/core/jobs.py), which does not wait for this.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=12 * 3600)}
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
@@ -183,7 +188,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
-# --- Job leases (readerstudy/jobs.py) --------------------------------------------------------
+# --- Job leases (readerstudy/core/jobs.py) --------------------------------------------------------
 # A running job's heartbeat, every JOB_LEASE_HEARTBEAT_S, renews its lease, writes its progress
 # and reads cancel requests (so progress reaches the page within seconds). A lease not renewed
 # for JOB_LEASE_TTL_S means its worker died: the job is re-queued by the next worker to start
@@ -207,6 +212,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # ApplicationError → 400/409 with its message, once for every endpoint.
+    "EXCEPTION_HANDLER": "readerstudy.core.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "SynthRead API",
@@ -219,9 +226,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # Several models have a "state" or a "role": name each choice set after its owner.
     "ENUM_NAME_OVERRIDES": {
-        "JobStateEnum": "readerstudy.jobs.JobState",
-        "StudyStateEnum": "readerstudy.models.Study.State",
-        "ReaderRoleEnum": "readerstudy.models.Reader.Role",
+        "JobStateEnum": "readerstudy.core.jobs.JobState",
+        "StudyStateEnum": "readerstudy.reading.models.Study.State",
+        "ReaderRoleEnum": "readerstudy.reading.models.Reader.Role",
         "UserRoleEnum": ["admins", "researchers", "readers", "none"],
     },
 }

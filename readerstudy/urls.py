@@ -8,11 +8,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from generator import urls as generator_urls
-
-from . import api, views
+from readerstudy.core import views as core_views
+from readerstudy.reading import api, views
+from readerstudy.results import api as results_api
+from readerstudy.results import views as results_views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("studies", api.StudyViewSet, basename="study")
+router.register("studies", results_api.StudyResultsViewSet, basename="study-results")
 router.register("readers", api.ReaderViewSet, basename="reader")
 
 api_v1 = [
@@ -26,13 +29,17 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", views.landing, name="landing"),
-    path("home/", views.home, name="home"),
-    path("no-role/", views.no_role, name="no-role"),
-    path("results/", views.results_home, name="results-home"),
-    path("results/<int:study_id>/", views.results_study, name="results-study"),
-    path("results/<int:study_id>/<str:name>.png", views.results_plot, name="results-plot"),
-    path("results/<int:study_id>/machine-observer", views.results_machine_observer, name="results-machine-observer"),
+    path("", core_views.landing, name="landing"),
+    path("home/", core_views.home, name="home"),
+    path("no-role/", core_views.no_role, name="no-role"),
+    path("results/", results_views.results_home, name="results-home"),
+    path("results/<int:study_id>/", results_views.results_study, name="results-study"),
+    path("results/<int:study_id>/<str:name>.png", results_views.results_plot, name="results-plot"),
+    path(
+        "results/<int:study_id>/machine-observer",
+        results_views.results_machine_observer,
+        name="results-machine-observer",
+    ),
     path("reading/", views.reading_home, name="reading-home"),
     path("reading/image/<str:token>", views.reading_image, name="reading-image"),
     path("reading/<int:study_id>/", views.reading_study, name="reading-study"),
@@ -43,7 +50,7 @@ urlpatterns = [
     path("reading/<int:study_id>/dry-run/read", views.dry_run_read, name="dry-run-read"),
     path("reading/<int:study_id>/dry-run/done", views.dry_run_done, name="dry-run-done"),
     path("reading/<int:study_id>/dry-run/image/<str:token>", views.dry_run_image, name="dry-run-image"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", core_views.healthz, name="healthz"),
     path("quiz/<int:study_id>/", views.quiz, name="quiz"),
     path("quiz/<int:study_id>/<str:token>/<int:index>.png", views.quiz_image, name="quiz-image"),
     path("quiz/<int:study_id>/<str:token>/key", views.quiz_key, name="quiz-key"),
@@ -54,7 +61,7 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     # Invitations are password-reset links: one view sets the password for both.
-    path("accounts/reset/<uidb64>/<token>/", views.InvitationView.as_view(), name="password_reset_confirm"),
+    path("accounts/reset/<uidb64>/<token>/", core_views.InvitationView.as_view(), name="password_reset_confirm"),
     path(
         "accounts/password-reset/",
         auth_views.PasswordResetView.as_view(

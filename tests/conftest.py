@@ -13,7 +13,7 @@ import pytest
 import redis
 from django.db import connection
 
-from readerstudy.models import WorkerHeartbeat
+from readerstudy.core.models import WorkerHeartbeat
 
 REPO = Path(__file__).resolve().parent.parent
 

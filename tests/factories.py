@@ -3,8 +3,8 @@
 import factory
 from django.contrib.auth import get_user_model
 
-from readerstudy.models import ProbeJob
-from readerstudy.roles import Role, user_set_role
+from readerstudy.core.models import ProbeJob
+from readerstudy.core.roles import Role, user_set_role
 
 PASSWORD = "correct-horse-battery"
 

@@ -12,9 +12,10 @@ from PIL import Image
 
 from generator.bank import bank_fill_create, bank_image_store, images_import
 from generator.ml.rendering import pixel_checksum, png_chunks, rendered_length, to_display_uint8
-from generator.models import BankFillJob, BankImage, EvidenceFrozen, TrainingJob
+from generator.models import BankFillJob, BankImage, TrainingJob
 from generator.training_jobs import training_job_create, training_job_work
-from readerstudy.jobs import JobState, job_run
+from readerstudy.core.errors import EvidenceFrozen
+from readerstudy.core.jobs import JobState, job_run
 from tests.conftest import wait_for
 from tests.factories import UserFactory, aligned_template_volume
 

@@ -17,10 +17,11 @@ from django.test import Client
 from playwright.sync_api import expect
 
 from generator.bank import bank_image_store
-from readerstudy.jobs import BROKER_DOWN_NOTE, JobState, jobs_requeue_lapsed
-from readerstudy.models import ProbeJob, Reader, Study, Trial
-from readerstudy.probes import probe_job_create
-from readerstudy.sessions import study_open, study_set_pools
+from readerstudy.core.jobs import BROKER_DOWN_NOTE, JobState, jobs_requeue_lapsed
+from readerstudy.core.models import ProbeJob
+from readerstudy.core.probes import probe_job_create
+from readerstudy.reading.models import Reader, Study, Trial
+from readerstudy.reading.sessions import study_open, study_set_pools
 from tests.conftest import free_port, wait_for
 from tests.factories import UserFactory
 

@@ -25,8 +25,8 @@ from PIL import Image
 from generator.bank import bank_image_store
 from generator.ingest import dataset_get_or_create, volumes_ingest
 from generator.models import BankImage, TrainingJob, Volume
-from readerstudy.models import Reader, Study, Trial
-from readerstudy.sessions import study_open, study_set_pools
+from readerstudy.reading.models import Reader, Study, Trial
+from readerstudy.reading.sessions import study_open, study_set_pools
 from tests.factories import PASSWORD, UserFactory, write_nifti
 
 pytestmark = pytest.mark.django_db
@@ -119,7 +119,7 @@ def test_forged_expired_reused_and_foreign_tokens_are_the_same_plain_404(client,
     assert [r.status_code for r in calls] == [404, 404]
     assert calls[0].content == calls[1].content
     assert not Trial.objects.filter(token=foreign).exclude(call="").exists()
-    # The reader's own dead tokens are not foreign: by design (readerstudy/trials.py) a replay
+    # The reader's own dead tokens are not foreign: by design (readerstudy/reading/trials.py) a replay
     # of the recorded call returns it (200) and a call on an expired trial is refused (409).
     assert _post_call(client, study, {"token": first["token"], "call": "real"}).status_code == 200
     assert _post_call(client, study, {"token": second["token"], "call": "real"}).status_code == 409

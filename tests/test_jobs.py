@@ -1,13 +1,13 @@
-"""The job lease (readerstudy/jobs.py): claims, heartbeats, cancel, re-queue after a death."""
+"""The job lease (readerstudy/core/jobs.py): claims, heartbeats, cancel, re-queue after a death."""
 
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from readerstudy.jobs import JobHandle, JobState, job_cancel, job_claim, job_run, jobs_requeue_lapsed
-from readerstudy.models import ProbeJob
-from readerstudy.probes import probe_job_create, probe_job_work
+from readerstudy.core.jobs import JobHandle, JobState, job_cancel, job_claim, job_run, jobs_requeue_lapsed
+from readerstudy.core.models import ProbeJob
+from readerstudy.core.probes import probe_job_create, probe_job_work
 from tests.factories import ProbeJobFactory
 
 pytestmark = pytest.mark.django_db

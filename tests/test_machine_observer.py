@@ -1,4 +1,4 @@
-"""The machine observer beside the readers (readerstudy/observer.py): it trains on the study's
+"""The machine observer beside the readers (readerstudy/results/observer.py): it trains on the study's
 own bank images, split by group, and its row joins the results table and table.csv."""
 
 import csv
@@ -9,10 +9,11 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from generator.bank import bank_image_store
-from readerstudy.jobs import JobState, job_run
-from readerstudy.models import MachineObserverJob, Study
-from readerstudy.observer import _group, machine_observer_create, machine_observer_work
-from readerstudy.sessions import study_set_pools
+from readerstudy.core.jobs import JobState, job_run
+from readerstudy.reading.models import Study
+from readerstudy.reading.sessions import study_set_pools
+from readerstudy.results.models import MachineObserverJob
+from readerstudy.results.observer import _group, machine_observer_create, machine_observer_work
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

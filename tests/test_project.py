@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from readerstudy.roles import Role, user_role
+from readerstudy.core.roles import Role, user_role
 from tests.factories import PASSWORD, UserFactory
 
 

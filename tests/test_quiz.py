@@ -1,4 +1,4 @@
-"""The public quiz (readerstudy/quiz.py): its pool stays apart from every study's pools, visitors
+"""The public quiz (readerstudy/reading/quiz.py): its pool stays apart from every study's pools, visitors
 play without anything being stored, the images go through the same blinded renderer and
 headers, and a real browser plays it through."""
 
@@ -10,9 +10,9 @@ from django.core.management.base import CommandError
 from playwright.sync_api import expect
 
 from generator.bank import bank_image_store
-from readerstudy.models import PoolEntry, QuizImage, Study
-from readerstudy.quiz import QUIZ_SIZE
-from readerstudy.sessions import SessionError, study_pools_from_bank, study_set_pools
+from readerstudy.reading.models import PoolEntry, QuizImage, Study
+from readerstudy.reading.quiz import QUIZ_SIZE
+from readerstudy.reading.sessions import SessionError, study_pools_from_bank, study_set_pools
 
 pytestmark = pytest.mark.django_db
 

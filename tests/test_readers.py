@@ -9,10 +9,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from generator.bank import bank_image_store
-from generator.models import BankImage, EvidenceFrozen
-from readerstudy.models import Reader, ReadingSession, Study, Trial
-from readerstudy.readers import ReaderError, invitation_url, reader_add, reader_progress
-from readerstudy.sessions import session_build, study_open, study_set_pools
+from generator.models import BankImage
+from readerstudy.core.errors import EvidenceFrozen
+from readerstudy.reading.models import Reader, ReadingSession, Study, Trial
+from readerstudy.reading.readers import ReaderError, invitation_url, reader_add, reader_progress
+from readerstudy.reading.sessions import session_build, study_open, study_set_pools
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

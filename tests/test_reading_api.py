@@ -7,8 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from generator.bank import bank_image_store
-from readerstudy.models import Reader, Study
-from readerstudy.sessions import study_set_pools
+from readerstudy.reading.models import Reader, Study
+from readerstudy.reading.sessions import study_set_pools
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -11,9 +11,9 @@ from playwright.sync_api import Page, expect
 
 from generator.bank import bank_image_store
 from generator.models import BankImage
-from readerstudy.models import Reader, ReadingSession, Study, Trial
-from readerstudy.readers import invitation_url, reader_add
-from readerstudy.sessions import study_open, study_set_pools
+from readerstudy.reading.models import Reader, ReadingSession, Study, Trial
+from readerstudy.reading.readers import invitation_url, reader_add
+from readerstudy.reading.sessions import study_open, study_set_pools
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,4 +1,4 @@
-"""Results (readerstudy/scoring.py, exports.py, the results API and page): table.csv agrees with
+"""Results (readerstudy/results/scoring.py, exports.py, the results API and page): table.csv agrees with
 calls.csv, training calls and expired trials stay out of TP..TN, the iMRMC header matches its
 rows, one CSV code path for the API and the command, the bundle holds what an auditor needs,
 and only researchers and admins see any of it."""
@@ -15,9 +15,9 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from generator.bank import bank_image_store
-from readerstudy.models import Reader, Study, Trial
-from readerstudy.sessions import session_build, study_open, study_set_pools
-from readerstudy.trials import call_record, trial_current, trial_serve
+from readerstudy.reading.models import Reader, Study, Trial
+from readerstudy.reading.sessions import session_build, study_open, study_set_pools
+from readerstudy.reading.trials import call_record, trial_current, trial_serve
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""Session composition (readerstudy/sessions.py), over many seeds: the synthetic count within
+"""Session composition (readerstudy/reading/sessions.py), over many seeds: the synthetic count within
 the range and uniform over it, no duplicates, excluded images never drawn, pools apart (in the
 database too), pools frozen once reading started, the stored seed rebuilds the session,
 fixed-set readers share exactly the same sets, and a session costs the same few queries
@@ -12,9 +12,10 @@ from django.db import IntegrityError, transaction
 from scipy.stats import chisquare
 
 from generator.bank import bank_image_exclude, bank_image_store
-from generator.models import BankImage, EvidenceFrozen
-from readerstudy.models import PoolEntry, Reader, Study, Trial
-from readerstudy.sessions import (
+from generator.models import BankImage
+from readerstudy.core.errors import EvidenceFrozen
+from readerstudy.reading.models import PoolEntry, Reader, Study, Trial
+from readerstudy.reading.sessions import (
     IdsPool,
     SessionError,
     _RankShuffle,

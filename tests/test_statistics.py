@@ -1,4 +1,4 @@
-"""Statistics of the results (readerstudy.statistics): small known cases and the paper's Table 1."""
+"""Statistics of the results (readerstudy.results.statistics): small known cases and the paper's Table 1."""
 
 import csv
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import fisher_exact, mannwhitneyu
 
-from readerstudy.statistics import (
+from readerstudy.results.statistics import (
     MIN_READERS_FOR_INTERVAL,
     ROW_COLUMNS,
     ConfusionCounts,

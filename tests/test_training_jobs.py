@@ -12,7 +12,7 @@ from django.utils import timezone
 from generator.ml.dcgan import PRESETS
 from generator.models import TrainingJob
 from generator.training_jobs import training_job_create
-from readerstudy.jobs import JobState
+from readerstudy.core.jobs import JobState
 from tests.conftest import FAST_LEASES, wait_for
 from tests.factories import UserFactory, aligned_template_volume
 
@@ -89,7 +89,7 @@ def test_a_run_records_quality_metrics_that_the_api_and_the_page_show(client, tm
     """The worker's work, run in this process (no Celery worker): a short run measures at its end."""
     from generator.ml import metrics
     from generator.training_jobs import training_job_work
-    from readerstudy.jobs import JobHandle, job_claim
+    from readerstudy.core.jobs import JobHandle, job_claim
 
     monkeypatch.setattr(metrics, "SAMPLE_COUNT", 32)  # a real run takes 512: seconds more, nothing new
     settings.TRAINING_WORK_DIR = tmp_path / "work"

@@ -1,4 +1,4 @@
-"""The server's clock over trials (readerstudy/trials.py): the clock starts at the first serve,
+"""The server's clock over trials (readerstudy/reading/trials.py): the clock starts at the first serve,
 reloads do not restart it, late calls expire the trial, calls are recorded exactly once."""
 
 from datetime import timedelta
@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 
 from generator.bank import bank_image_store
-from readerstudy.models import Reader, Study
-from readerstudy.sessions import session_build, study_set_pools
-from readerstudy.trials import CallInvalid, CallRefused, TrialNotFound, call_record, trial_current, trial_serve
+from readerstudy.reading.models import Reader, Study
+from readerstudy.reading.sessions import session_build, study_set_pools
+from readerstudy.reading.trials import CallInvalid, CallRefused, TrialNotFound, call_record, trial_current, trial_serve
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

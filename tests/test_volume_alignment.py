@@ -11,7 +11,7 @@ from generator.ingest import dataset_get_or_create, volumes_ingest
 from generator.ml.slicing import sample_slices
 from generator.models import AlignmentJob, Volume, VolumeCorrection
 from generator.volumes import alignment_job_create, volume_align, volume_correct, volume_slice_source
-from readerstudy.jobs import JobState
+from readerstudy.core.jobs import JobState
 from tests.conftest import wait_for
 from tests.factories import UserFactory, write_template_nifti
 

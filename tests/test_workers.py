@@ -7,9 +7,9 @@ import pytest
 from celery import current_app
 from django.utils import timezone
 
-from readerstudy.jobs import JobState
-from readerstudy.models import ProbeJob, ProbeTick
-from readerstudy.probes import probe_job_create
+from readerstudy.core.jobs import JobState
+from readerstudy.core.models import ProbeJob, ProbeTick
+from readerstudy.core.probes import probe_job_create
 from tests.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.services

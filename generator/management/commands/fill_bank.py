@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from generator.bank import bank_fill_create
 from generator.models import Dataset, TrainingJob
-from readerstudy.management.follow import job_follow
+from readerstudy.core.errors import ApplicationError
+from readerstudy.core.follow import job_follow
 
 
 class Command(BaseCommand):
@@ -35,7 +36,7 @@ class Command(BaseCommand):
                 held_out_dataset=held_out,
                 seed=seed,
             )
-        except ValueError as error:
+        except ApplicationError as error:
             raise CommandError(str(error)) from error
         self.stdout.write(f"Queued bank fill {fill.pk} ({fill.synthetic_count} synthetic, {fill.real_count} real).")
         if not wait:

@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from generator.bank import images_import
+from readerstudy.core.errors import ApplicationError
 
 
 class Command(BaseCommand):
@@ -32,7 +33,7 @@ class Command(BaseCommand):
                 note=note,
                 expected_size=size,
             )
-        except ValueError as error:
+        except ApplicationError as error:
             raise CommandError(str(error)) from error
         for result in results:
             style = self.style.SUCCESS if result.ok else self.style.ERROR

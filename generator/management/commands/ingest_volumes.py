@@ -9,6 +9,7 @@ from tqdm import tqdm
 from generator.ingest import dataset_get_or_create, volumes_ingest
 from generator.models import Volume
 from generator.volumes import alignment_job_create, volume_align, volume_slice_source
+from readerstudy.core.errors import ApplicationError
 
 
 class Command(BaseCommand):
@@ -40,7 +41,7 @@ class Command(BaseCommand):
             raise CommandError(f"No such file or folder: {', '.join(missing)}")
         try:
             target = dataset_get_or_create(name=dataset, fov_mm=fov_mm)
-        except ValueError as error:
+        except ApplicationError as error:
             raise CommandError(str(error)) from error
 
         with tqdm(total=len(paths), desc="ingest", unit="file", file=sys.stderr) as bar:

@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from generator.models import Dataset, TrainingJob
 from generator.training_jobs import training_job_create
-from readerstudy.management.follow import job_follow
+from readerstudy.core.errors import ApplicationError
+from readerstudy.core.follow import job_follow
 
 
 class Command(BaseCommand):
@@ -36,7 +37,7 @@ class Command(BaseCommand):
                 seed=seed,
                 mixed_precision=mixed_precision,
             )
-        except ValueError as error:
+        except ApplicationError as error:
             raise CommandError(str(error)) from error
         self.stdout.write(f"Queued training job {job.pk} ({preset} on {target}).")
         if wait:

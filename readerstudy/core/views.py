@@ -1,0 +1,47 @@
+"""Pages of the platform: the landing page, where each role lands, invitations, /healthz."""
+
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import PasswordResetConfirmView, redirect_to_login
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from .health import health_report
+from .roles import redirect_home
+
+
+def landing(request: HttpRequest) -> HttpResponse:
+    """Anonymous visitors see what SynthRead is; signed-in users go to their role's place."""
+    if request.user.is_authenticated:
+        return redirect_home(request.user)
+    return render(request, "readerstudy/landing.html")
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """Where login lands: each role to its place."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    return redirect_home(request.user)
+
+
+class InvitationView(PasswordResetConfirmView):
+    """An invitation or a password-reset link: set a password, get signed in, land home (a
+    reader with one study to read lands on it)."""
+
+    template_name = "registration/set_password.html"
+    post_reset_login = True
+    success_url = reverse_lazy("home")
+
+
+@login_required
+def no_role(request: HttpRequest) -> HttpResponse:
+    return render(request, "readerstudy/no_role.html")
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    report = health_report()
+    return JsonResponse(report, status=200 if report["ok"] else 503)

@@ -1,0 +1,197 @@
+"""Exports of a study's results: the CSV renderer (the API's, used by the command as well) and
+the audit bundle another group can re-run the analysis from."""
+
+import csv
+import hashlib
+import io
+import json
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+from django.conf import settings
+from rest_framework.renderers import BaseRenderer
+
+from generator.models import BankImage, TrainingJob, VolumeCorrection
+from readerstudy.reading.models import ReadingSession, Study
+
+from .scoring import CALLS_COLUMNS, TABLE_COLUMNS, calls_rows, imrmc_text, study_table_rows
+
+
+class CSVRenderer(BaseRenderer):
+    """Lists of flat rows as CSV; the columns come from the view (``csv_columns``) so an empty
+    table still has its header. None is written as an empty cell."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        view = (renderer_context or {}).get("view")
+        if isinstance(data, dict):  # an error: say it plainly
+            return "".join(f"{key}: {value}\n" for key, value in data.items()).encode()
+        columns = getattr(view, "csv_columns", None) or (list(data[0]) if data else [])
+        return rows_to_csv(data, columns).encode()
+
+
+def rows_to_csv(rows: list[dict], columns: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    return out.getvalue()
+
+
+class PlainTextRenderer(BaseRenderer):
+    media_type = "text/plain"
+    format = "imrmc"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return (data if isinstance(data, str) else json.dumps(data)).encode()
+
+
+class ZipRenderer(BaseRenderer):
+    media_type = "application/zip"
+    format = "zip"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return data if isinstance(data, bytes) else json.dumps(data).encode()
+
+
+def table_csv(*, study: Study) -> str:
+    return rows_to_csv(study_table_rows(study=study), TABLE_COLUMNS)
+
+
+def calls_csv(*, study: Study) -> str:
+    return rows_to_csv(calls_rows(study=study), CALLS_COLUMNS)
+
+
+def code_version() -> str:
+    """The code's git commit (or SYNTHREAD_CODE_VERSION where the image has no .git)."""
+    if os.environ.get("SYNTHREAD_CODE_VERSION"):
+        return os.environ["SYNTHREAD_CODE_VERSION"]
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _study_settings(study: Study) -> dict:
+    fields = ["name", "state", "instructions", "consent_text", *Study.EVIDENCE_FIELDS, "show_score_after"]
+    return {name: getattr(study, name) for name in fields} | {
+        "id": study.pk,
+        "created_at": study.created_at.isoformat(),
+    }
+
+
+def _sessions(study: Study) -> list[dict]:
+    return [
+        {
+            "reader": session.reader.user.get_username(),
+            "role": session.reader.role,
+            "simulated": session.reader.simulated,
+            "seed": session.seed,
+            "synthetic_count": session.synthetic_count,
+            "training_order": session.training_order,
+            "main_order": session.main_order,
+            "created_at": session.created_at.isoformat(),
+            "finished_at": session.finished_at.isoformat() if session.finished_at else None,
+        }
+        for session in ReadingSession.objects.filter(reader__study=study).select_related("reader__user").order_by("pk")
+    ]
+
+
+MANIFEST_COLUMNS = [
+    "id", "image_class", "status", "exclusion_reason", "matrix_size", "pixel_checksum", "volume", "grid_index",
+    "training_job", "latent_seed", "generator_name", "external_checksum", "fill_job",
+]  # fmt: skip
+
+
+def _used_images(study: Study):
+    return BankImage.objects.filter(trials__session__reader__study=study).distinct().order_by("pk")
+
+
+def _file_sha256(field) -> str:
+    digest = hashlib.sha256()
+    with field.open("rb") as stored:
+        for block in iter(lambda: stored.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _generators(images) -> list[dict]:
+    jobs = TrainingJob.objects.filter(pk__in=images.exclude(training_job=None).values("training_job")).order_by("pk")
+    return [
+        {
+            "training_job": job.pk,
+            "preset": job.preset,
+            "config": job.config,
+            "generator_file": job.generator_file.name or None,
+            "generator_sha256": _file_sha256(job.generator_file) if job.generator_file else None,
+        }
+        for job in jobs
+    ]
+
+
+def _audit_log(images) -> list[dict]:
+    """Admin corrections that shaped the evidence: alignment fixes of the volumes the real images
+    came from, and exclusions from the bank."""
+    volumes = images.exclude(volume=None).values("volume")
+    log = [
+        {"what": "alignment correction", "volume": c.volume_id, "by": str(c.user or ""), "at": c.at.isoformat(),
+         "before": c.before, "after": c.after}
+        for c in VolumeCorrection.objects.filter(volume__in=volumes).select_related("user").order_by("at")
+    ]  # fmt: skip
+    log += [
+        {"what": "excluded from the bank", "bank_image": image.pk, "reason": image.exclusion_reason}
+        for image in images.filter(status=BankImage.Status.EXCLUDED)
+    ]
+    return log
+
+
+def study_bundle(*, study: Study) -> bytes:
+    """A zip that lets another group audit or re-run the analysis (see README, "Exports")."""
+    images = _used_images(study)
+    manifest = [{column: getattr(image, f"{column}_id", None) if column in ("volume", "training_job", "fill_job")
+                 else getattr(image, column) for column in MANIFEST_COLUMNS} for image in images]  # fmt: skip
+    files = {
+        "README.txt": BUNDLE_README.format(study=study.name),
+        "study.json": json.dumps(_study_settings(study), indent=2),
+        "sessions.json": json.dumps(_sessions(study), indent=2),
+        "bank_manifest.csv": rows_to_csv(manifest, MANIFEST_COLUMNS),
+        "generators.json": json.dumps(_generators(images), indent=2),
+        "code_version.txt": code_version() + "\n",
+        "audit_log.json": json.dumps(_audit_log(images), indent=2),
+        "table.csv": table_csv(study=study),
+        "calls.csv": calls_csv(study=study),
+        "study.imrmc": imrmc_text(study=study),
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for name, text in files.items():
+            bundle.writestr(f"{Path(safe_filename(study.name))}/{name}", text)
+    return out.getvalue()
+
+
+def safe_filename(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name).strip("-") or "study"
+
+
+BUNDLE_README = """SynthRead audit bundle of the study "{study}".
+
+study.json         the study's settings (the protocol as run)
+sessions.json      every reader's session: seed, training and main order (bank image ids)
+bank_manifest.csv  every bank image a reader saw: class, provenance, pixel checksum, status
+generators.json    the training jobs behind the synthetic images: configuration, checkpoint sha256
+code_version.txt   the SynthRead git commit that produced this bundle
+audit_log.json     admin corrections: alignment fixes of source volumes, exclusions from the bank
+table.csv          one row per reader and per group (columns documented in SynthRead's README)
+calls.csv          one row per trial
+study.imrmc        the main-phase calls in iMRMC's input format
+"""

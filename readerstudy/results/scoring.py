@@ -1,0 +1,262 @@
+"""Scoring a study's calls: the selectors that read trials and hand them to the pure statistics
+(``readerstudy.results.statistics``), and the rows of the results table, ``calls.csv`` and the iMRMC file.
+
+DESIGN.md, "Scoring convention": positive class = real; main phase only; expired trials are kept
+out of TP..TN and counted on their own.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from readerstudy.reading.models import Reader, Study, Trial
+
+from .observer import machine_observer_latest
+from .statistics import (
+    REAL,
+    SYNTHETIC,
+    Agreement,
+    ConfusionCounts,
+    GroupSummary,
+    ReaderRoc,
+    ReaderStatistics,
+    confusion_counts,
+    group_summaries,
+    how_real_score,
+    reader_agreement,
+    reader_roc,
+    reader_statistics,
+)
+
+NEURORADIOLOGISTS = "neuroradiologists"
+OTHER_READERS = "other readers"
+
+
+def reader_group(reader: Reader) -> str:
+    """The paper's pooling: neuroradiologists against everybody else."""
+    return NEURORADIOLOGISTS if reader.role == Reader.Role.NEURORADIOLOGIST else OTHER_READERS
+
+
+def reader_label(reader: Reader) -> str:
+    return f"{reader.user.get_username()} (simulated)" if reader.simulated else reader.user.get_username()
+
+
+def _main_trials(study: Study):
+    return Trial.objects.filter(session__reader__study=study, phase=Trial.Phase.MAIN)
+
+
+@dataclass(frozen=True)
+class ReaderResult:
+    reader: Reader
+    statistics: ReaderStatistics
+    roc: ReaderRoc | None
+
+
+@dataclass(frozen=True)
+class StudyResults:
+    study: Study
+    readers: list[ReaderResult]
+    groups: list[GroupSummary]
+    agreement: Agreement | None
+
+
+def study_results(*, study: Study, seed: int = 0) -> StudyResults:
+    """Every reader's counts, rates, intervals and tests; the groups; agreement in fixed-set
+    mode; ROC when confidence was collected. Readers who have not called anything are left out."""
+    outcomes: dict[int, list[tuple]] = defaultdict(list)
+    for reader_id, truth, call, expired, confidence, image_id in _main_trials(study).values_list(
+        "session__reader_id", "bank_image__image_class", "call", "expired", "confidence", "bank_image_id"
+    ):
+        outcomes[reader_id].append((truth, call, expired, confidence, image_id))
+    readers = Reader.objects.filter(pk__in=outcomes).select_related("user").order_by("pk")
+    results = []
+    for reader in readers:
+        trials = outcomes[reader.pk]
+        counts = confusion_counts((truth, call, expired) for truth, call, expired, _, _ in trials)
+        roc = (
+            reader_roc((truth, call, confidence) for truth, call, _, confidence, _ in trials)
+            if study.ask_confidence
+            else None
+        )
+        results.append(ReaderResult(reader, reader_statistics(counts, seed=seed), roc))
+    groups = group_summaries(
+        counts_by_reader={reader_label(r.reader): r.statistics.counts for r in results},
+        group_by_reader={reader_label(r.reader): reader_group(r.reader) for r in results},
+        seed=seed,
+    )
+    agreement = None
+    if study.fixed_set and len(results) >= 2:
+        agreement = reader_agreement(
+            {
+                reader_label(r.reader): {image_id: call or None for _, call, _, _, image_id in outcomes[r.reader.pk]}
+                for r in results
+            }
+        )
+    return StudyResults(study, results, groups, agreement)
+
+
+TABLE_COLUMNS = [
+    "reader", "role", "years_experience", "simulated", "n_readers", "n_real", "n_synthetic",
+    "tp", "fn", "fp", "tn", "expired", "sensitivity", "specificity", "false_positive_rate", "false_negative_rate",
+    "accuracy", "accuracy_ci_low", "accuracy_ci_high", "sensitivity_ci_low", "sensitivity_ci_high",
+    "specificity_ci_low", "specificity_ci_high", "balanced_accuracy", "balanced_accuracy_ci_low",
+    "balanced_accuracy_ci_high", "accuracy_binomial_p", "balanced_accuracy_permutation_p", "roc_auc", "note",
+]  # fmt: skip
+
+
+def _bounds(interval) -> tuple:
+    return (interval.low, interval.high) if interval else (None, None)
+
+
+def observer_row(result: dict) -> dict:
+    """The machine observer's row of the table: its held-out test set, the readers' convention."""
+    counts = ConfusionCounts(tp=result["tp"], fn=result["fn"], fp=result["fp"], tn=result["tn"])
+    low, high = result["accuracy_interval"]
+    row = dict.fromkeys(TABLE_COLUMNS) | counts.as_row()
+    return row | {
+        "reader": "machine observer",
+        "role": "CNN (classifier two-sample test)",
+        "n_readers": 1,
+        "accuracy_ci_low": low,
+        "accuracy_ci_high": high,
+        "accuracy_binomial_p": result["p_value"],
+        "note": f"held-out test set: {result['n_scored']} images scored, one per held-out subject or generator "
+        f"group, of {result['n_test']} held out (trained on {result['n_train']}); "
+        f"alpha {result['alpha']}: {'significant' if result['significant'] else 'not significant'}; "
+        "accuracy interval Clopper-Pearson",
+    }
+
+
+def results_table_rows(results: StudyResults, *, observer: dict | None = None) -> list[dict]:
+    """``table.csv``: one row per reader (the paper's Table 1 columns and more), then a row per
+    group (neuroradiologists, other readers), then the machine observer's when it has run."""
+    rows = []
+    for result in results.readers:
+        stats, reader = result.statistics, result.reader
+        counts = stats.counts
+        row = dict.fromkeys(TABLE_COLUMNS) | counts.as_row()
+        row |= {
+            "reader": reader_label(reader),
+            "role": reader.get_role_display(),
+            "years_experience": reader.years_experience,
+            "simulated": reader.simulated,
+            "n_readers": 1,
+            "note": "",
+            "roc_auc": result.roc.auc if result.roc else None,
+            "accuracy_binomial_p": stats.accuracy_test.p_value if stats.accuracy_test else None,
+            "balanced_accuracy_permutation_p": stats.balanced_accuracy_test.p_value
+            if stats.balanced_accuracy_test
+            else None,
+        }
+        for name, interval in [
+            ("accuracy", stats.accuracy_interval),
+            ("sensitivity", stats.sensitivity_interval),
+            ("specificity", stats.specificity_interval),
+            ("balanced_accuracy", stats.balanced_accuracy_interval),
+        ]:
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = _bounds(interval)
+        rows.append({column: row[column] for column in TABLE_COLUMNS})
+    for group in results.groups:
+        row = dict.fromkeys(TABLE_COLUMNS)
+        accuracy, balanced = group.accuracy, group.balanced_accuracy
+        row |= {
+            "reader": f"group: {group.group}",
+            "n_readers": len(group.readers),
+            "accuracy": accuracy.mean,
+            "balanced_accuracy": balanced.mean,
+            "note": balanced.note or accuracy.note,
+        }
+        row["accuracy_ci_low"], row["accuracy_ci_high"] = (
+            _bounds(accuracy.interval) if accuracy.interval else (accuracy.minimum, accuracy.maximum)
+        )
+        row["balanced_accuracy_ci_low"], row["balanced_accuracy_ci_high"] = (
+            _bounds(balanced.interval) if balanced.interval else (balanced.minimum, balanced.maximum)
+        )
+        rows.append(row)
+    if observer:
+        rows.append({column: observer_row(observer)[column] for column in TABLE_COLUMNS})
+    return rows
+
+
+def study_table_rows(*, study: Study, results: StudyResults | None = None) -> list[dict]:
+    """The table of a study as the page, the API and the command show it: readers, groups, and
+    the latest machine observer that finished."""
+    observer = machine_observer_latest(study=study)
+    return results_table_rows(results or study_results(study=study), observer=observer.result if observer else None)
+
+
+CALLS_COLUMNS = [
+    "reader", "role", "case", "truth", "call", "confidence", "reason", "phase", "shown_at", "answered_at",
+    "response_ms", "expired",
+]  # fmt: skip
+
+
+def calls_rows(*, study: Study) -> list[dict]:
+    """``calls.csv``: one row per trial of every session, training included (its phase says so).
+    ``case`` is the bank image's id: stable, so the same image is the same case for every reader."""
+    trials = (
+        Trial.objects.filter(session__reader__study=study)
+        .select_related("session__reader__user", "bank_image")
+        .order_by("session__reader_id", "position")
+    )
+    rows = []
+    for trial in trials:
+        reader = trial.session.reader
+        response_ms = (
+            round((trial.answered_at - trial.shown_at).total_seconds() * 1000)
+            if trial.answered_at and trial.shown_at
+            else None
+        )
+        rows.append(
+            {
+                "reader": reader_label(reader),
+                "role": reader.get_role_display(),
+                "case": trial.bank_image_id,
+                "truth": trial.bank_image.image_class,
+                "call": trial.call,
+                "confidence": trial.confidence,
+                "reason": trial.reason,
+                "phase": trial.phase,
+                "shown_at": trial.shown_at.isoformat() if trial.shown_at else "",
+                "answered_at": trial.answered_at.isoformat() if trial.answered_at else "",
+                "response_ms": response_ms,
+                "expired": trial.expired,
+            }
+        )
+    return rows
+
+
+def imrmc_text(*, study: Study) -> str:
+    """The study in iMRMC's input format: a free-text header, NR/N0/N1/NM, then BEGIN DATA:,
+    one truth row per case (``-1,case,0,truth``; iMRMC reads modality 0 on truth rows, and truth
+    1 = real, the positive class) and one row per reader and case (``reader,case,modality,score``;
+    score 1 = called real, 0 = called synthetic, or with confidence the 1–10 "how real" score).
+    Main phase only; expired trials have no score and are left out; cases are numbered from 1."""
+    modality = 1  # one modality: the generator under test
+    trials = list(
+        _main_trials(study)
+        .exclude(call="")
+        .filter(expired=False)
+        .values_list("session__reader_id", "bank_image_id", "bank_image__image_class", "call", "confidence")
+        .order_by("session__reader_id", "bank_image_id")
+    )
+    case_number = {image_id: n for n, image_id in enumerate(sorted({t[1] for t in trials}), start=1)}
+    truth = {image_id: image_class for _, image_id, image_class, _, _ in trials}
+    reader_number = {reader_id: n for n, reader_id in enumerate(sorted({t[0] for t in trials}), start=1)}
+    lines = [
+        f"SynthRead study {study.name!r}: real (1) or synthetic (0); main phase, expired trials left out.",
+        "Scores: 1 = called real, 0 = called synthetic"
+        + ("; with confidence, 1-10 from certainly synthetic to certainly real." if study.ask_confidence else "."),
+        "",
+        f"NR: {len(reader_number)}",
+        f"N0: {sum(1 for c in truth.values() if c == SYNTHETIC)}",
+        f"N1: {sum(1 for c in truth.values() if c == REAL)}",
+        "NM: 1",
+        "",
+        "BEGIN DATA:",
+    ]
+    lines += [f"-1,{case_number[i]},0,{1 if truth[i] == REAL else 0}" for i in sorted(case_number)]
+    for reader_id, image_id, _, call, confidence in trials:
+        binary = 1 if call == REAL else 0
+        score = how_real_score(call, confidence) if study.ask_confidence and confidence else binary
+        lines.append(f"{reader_number[reader_id]},{case_number[image_id]},{modality},{score}")
+    return "\n".join(lines) + "\n"
