@@ -27,7 +27,9 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || { echo "Could not install chromium: run 'apt-get install -y chromium' as root."; exit 1; }
 
+# The import contracts (pyproject.toml) first: a broken architecture fails before the tests run.
 test: $(INSTALLED) chromium
+	$(VENV)/bin/lint-imports
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PYTHON) -m pytest
 
 bench: $(INSTALLED)
@@ -36,6 +38,7 @@ bench: $(INSTALLED)
 lint: $(INSTALLED)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf var

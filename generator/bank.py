@@ -16,7 +16,6 @@ from django.db.models import Count
 from generator.ml.grid import PAPER_GRID
 from generator.ml.image_import import ImageImportError, file_sha256, load_external_image
 from generator.ml.rendering import pixel_checksum, render_png, to_display_uint8
-from generator.ml.slicing import sample_slices
 from readerstudy.core.errors import ApplicationError
 from readerstudy.core.jobs import JobHandle, JobState, job_enqueue
 
@@ -96,6 +95,8 @@ def _ready_volumes(dataset: Dataset) -> list[tuple[Volume, object]]:
 
 
 def _grid_slices(source, indices: np.ndarray, *, size: int, fov_mm: float) -> np.ndarray:
+    from generator.ml.slicing import sample_slices  # numba: loaded on the worker that fills, not on web
+
     params = PAPER_GRID.params_array(indices)
     return sample_slices(
         source.volume, source.voxel_from_world, params, centre_mm=source.centre_mm, matrix_size=size, fov_mm=fov_mm

@@ -2,6 +2,8 @@
 
 from django import forms
 
+from .models import BankImage
+
 
 class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
@@ -104,7 +106,10 @@ class ImageImportForm(forms.Form):
     generator_name = forms.CharField(
         max_length=100, help_text="The generator that made them, or the real images' source."
     )
-    image_class = forms.ChoiceField(choices=[("synthetic", "synthetic"), ("real", "real")], label="Class")
+    image_class = forms.ChoiceField(
+        choices=[(choice, choice) for choice in (BankImage.ImageClass.SYNTHETIC, BankImage.ImageClass.REAL)],
+        label="Class",
+    )
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     expected_size = forms.IntegerField(
         required=False,

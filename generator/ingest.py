@@ -1,6 +1,8 @@
 """Ingest uploaded files as de-identified volumes: every bad file is reported, none of the
 good ones in the same batch is lost, and the same file twice is recognised."""
 
+from __future__ import annotations
+
 import contextlib
 import gzip
 import logging
@@ -10,16 +12,18 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
-from generator.ml.volumes import LoadedVolume, VolumeError, file_checksum, load_volume
 from readerstudy.core.errors import ApplicationError
 
 from .models import Dataset, Volume
+
+if TYPE_CHECKING:
+    from generator.ml.volumes import LoadedVolume
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,8 @@ def dataset_get_or_create(*, name: str, fov_mm: float | None = None) -> Dataset:
 
 def nifti_gz_bytes(loaded: LoadedVolume) -> bytes:
     """The volume as a fresh NIfTI: pixel data and geometry only, no header text carried over."""
+    import nibabel as nib  # with scipy and pydicom behind it: only where volumes are written
+
     image = nib.Nifti1Image(loaded.data.astype("float32"), loaded.affine)
     image.header["descrip"] = b""
     return gzip.compress(image.to_bytes(), compresslevel=6)
@@ -73,6 +79,9 @@ def volume_ingest_one(
     *, dataset: Dataset, path: Path, source_name: str, subject_label: str | None = None, max_bytes: int | None = None
 ) -> IngestResult:
     """Check, convert and store one file (or DICOM folder, or zip of one series)."""
+    # Loads SimpleITK and pydicom: here, not at import, so web processes that never ingest skip them.
+    from generator.ml.volumes import VolumeError, file_checksum, load_volume
+
     try:
         checksum = file_checksum(path)
         existing = Volume.objects.filter(checksum=checksum).select_related("dataset").first()

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from generator.ml.dcgan import PRESETS, TrainingConfig, preset_config
 from readerstudy.core.errors import ApplicationError
-from readerstudy.core.jobs import JobCancelled, JobHandle, LeaseLost, job_enqueue, job_log
+from readerstudy.core.jobs import JobCancelled, JobHandle, job_enqueue, job_log
 
 from .models import Dataset, TrainingJob, Volume
 from .volumes import volume_slice_source
@@ -204,18 +204,13 @@ def training_job_work(job: TrainingJob, handle: JobHandle) -> None:
                 f"{latest['ms_ssim_synthetic']} / real {latest['ms_ssim_real']} ({latest['scales']} scales)",
             )
 
-    def should_stop() -> bool:
-        if handle.lease_lost.is_set():
-            raise LeaseLost(f"training job {job.pk}: another worker holds the lease now")
-        return handle.cancel_requested.is_set()
-
     result = train(
         config,
         dataset,
         steps_per_epoch=epoch_steps,
         checkpoint_dir=local_dir,
         on_progress=on_progress,
-        should_stop=should_stop,
+        should_stop=handle.should_stop,
         checkpoint_every_s=settings.TRAINING_CHECKPOINT_EVERY_S,
         on_metrics=on_metrics,
     )

@@ -1,23 +1,28 @@
 """Services on stored volumes: align to the template, correct by hand, preview, and hand their
 slices to the training pipeline."""
 
+from __future__ import annotations
+
 import gzip
 import logging
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from generator.ml.alignment import RigidAlignment, align_to_template, brain_mask_in_native
-from generator.ml.previews import alignment_preview_png
-from generator.ml.slicing import DEFAULT_CENTRE_MM, normalise_intensity
-from generator.ml.streaming import SliceSource
-from generator.ml.volumes import LoadedVolume
 from readerstudy.core.errors import ApplicationError
 from readerstudy.core.jobs import JobHandle, job_enqueue
 
 from .models import AlignmentJob, Volume, VolumeCorrection
+
+if TYPE_CHECKING:
+    from generator.ml.alignment import RigidAlignment
+    from generator.ml.streaming import SliceSource
+    from generator.ml.volumes import LoadedVolume
+
+# The ml modules below load SimpleITK and numba: imported where the work happens (on workers), so
+# web processes, which only list and queue, never load them.
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +33,10 @@ def volume_load(*, volume: Volume) -> LoadedVolume:
     """The stored (de-identified, canonical) NIfTI back as arrays."""
     with volume.file.open("rb") as stored:
         raw = stored.read()
+    import nibabel as nib  # with scipy and pydicom behind it: only where volumes are read
+
+    from generator.ml.volumes import LoadedVolume
+
     image = nib.Nifti1Image.from_bytes(gzip.decompress(raw))
     data = np.asarray(image.dataobj, dtype=np.float32)
     return LoadedVolume(
@@ -40,6 +49,8 @@ def volume_load(*, volume: Volume) -> LoadedVolume:
 
 def volume_alignment(*, volume: Volume) -> RigidAlignment:
     """The volume's automatic alignment with the admin's correction composed on top."""
+    from generator.ml.alignment import RigidAlignment
+
     if not volume.alignment:
         raise ApplicationError(f"{volume} is not aligned yet.")
     automatic = RigidAlignment.from_json(volume.alignment)
@@ -54,11 +65,17 @@ def volume_alignment(*, volume: Volume) -> RigidAlignment:
 
 
 def _normalised(loaded: LoadedVolume, alignment: RigidAlignment) -> np.ndarray:
+    from generator.ml.alignment import brain_mask_in_native
+    from generator.ml.slicing import normalise_intensity
+
     # One normalisation per volume, from its brain voxels: every slice of it shares the mapping.
     return normalise_intensity(loaded.data, mask=brain_mask_in_native(loaded, alignment))
 
 
 def volume_render_preview(*, volume: Volume, loaded: LoadedVolume | None = None) -> None:
+    from generator.ml.previews import alignment_preview_png
+    from generator.ml.slicing import DEFAULT_CENTRE_MM
+
     loaded = loaded or volume_load(volume=volume)
     alignment = volume_alignment(volume=volume)
     png = alignment_preview_png(
@@ -76,6 +93,8 @@ def volume_render_preview(*, volume: Volume, loaded: LoadedVolume | None = None)
 
 def volume_align(*, volume: Volume) -> Volume:
     """Register the volume to the template and render its preview; marks it ready or failed."""
+    from generator.ml.alignment import align_to_template
+
     Volume.objects.filter(pk=volume.pk).update(status=Volume.Status.ALIGNING, error="")
     try:
         loaded = volume_load(volume=volume)
@@ -115,6 +134,9 @@ def volume_correct(*, volume: Volume, user, **corrections: float) -> VolumeCorre
 
 def volume_slice_source(*, volume: Volume) -> SliceSource:
     """What the slicer needs of a ready volume: normalised voxels and template→voxel geometry."""
+    from generator.ml.slicing import DEFAULT_CENTRE_MM
+    from generator.ml.streaming import SliceSource
+
     loaded = volume_load(volume=volume)
     alignment = volume_alignment(volume=volume)
     return SliceSource(

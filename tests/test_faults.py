@@ -266,7 +266,7 @@ def test_a_call_whose_database_connection_drops_is_recorded_exactly_once(page, l
     lost, the retry is a replay) and inside its transaction (the call is lost, the retry records
     it). (Django's live server opens a connection per request, so a connection dropped while
     idle is not staged here; CONN_HEALTH_CHECKS replaces such a one before use.)"""
-    from readerstudy import api, trials
+    from readerstudy.reading import api, trials
 
     study = _study(per_session=2, training=2, time_limit_s=None)  # no clock: timing cannot interfere
     user = UserFactory(role="readers")

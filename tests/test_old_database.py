@@ -42,7 +42,9 @@ print(json.dumps({
     "observer": [MachineObserverJob.objects.get().state, MachineObserverJob.objects.get().study_id],
     "content_types": {
         f"{ct.app_label}.{ct.model}": ct.pk
-        for ct in ContentType.objects.filter(model__in=["probejob", "probetick", "workerheartbeat", "machineobserverjob"])
+        for ct in ContentType.objects.filter(
+            model__in=["probejob", "probetick", "workerheartbeat", "machineobserverjob"]
+        )
     },
 }))
 """

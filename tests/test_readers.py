@@ -218,7 +218,7 @@ def test_the_studies_and_readers_api_admins_write_researchers_read(client, study
     assert [r["username"] for r in readers] == ["api-reader"]
     session_build(reader=Reader.objects.get(user__username="api-reader"))
     frozen = client.patch(f"/api/v1/studies/{study.pk}/", {"images_per_session": 10}, content_type="application/json")
-    assert frozen.status_code == 400 and "images_per_session" in frozen.json()["detail"]
+    assert frozen.status_code == 409 and "images_per_session" in frozen.json()["detail"]
 
 
 def test_the_admin_study_page_shows_progress_and_freezes_evidence_fields(client, study):

@@ -247,11 +247,16 @@ class JobHandle:
             self._progress_dirty = False
             return dict(self._progress)
 
-    def checkpoint(self) -> None:
-        """Call between steps: stops the work if it was cancelled or lost its lease."""
+    def should_stop(self) -> bool:
+        """For work that winds down by itself (a training loop saves a checkpoint first): True
+        once a cancel was requested. A lost lease raises at once: another worker owns the job."""
         if self.lease_lost.is_set():
             raise LeaseLost(f"job {self.job.pk}: another worker holds the lease now")
-        if self.cancel_requested.is_set():
+        return self.cancel_requested.is_set()
+
+    def checkpoint(self) -> None:
+        """Call between steps: stops the work if it was cancelled or lost its lease."""
+        if self.should_stop():
             raise JobCancelled(f"job {self.job.pk} was cancelled")
 
 

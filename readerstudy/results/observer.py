@@ -15,7 +15,7 @@ from PIL import Image
 
 from generator.models import BankImage
 from readerstudy.core.errors import ApplicationError
-from readerstudy.core.jobs import JobHandle, job_enqueue
+from readerstudy.core.jobs import JobHandle, JobState, job_enqueue
 from readerstudy.reading.models import PoolEntry, Study, Trial
 
 from .models import MachineObserverJob
@@ -79,4 +79,4 @@ def machine_observer_work(job: MachineObserverJob, handle: JobHandle) -> None:
 
 
 def machine_observer_latest(*, study: Study) -> MachineObserverJob | None:
-    return study.observer_jobs.filter(state="succeeded").order_by("-finished_at", "-pk").first()
+    return study.observer_jobs.filter(state=JobState.SUCCEEDED).order_by("-finished_at", "-pk").first()

@@ -3,25 +3,30 @@ with interval bars and the chance line, a confusion matrix per reader, ROC curve
 
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on a server
-import matplotlib.pyplot as plt
-
 from .scoring import StudyResults, reader_label
+
+
+def _pyplot():
+    """matplotlib, loaded when a picture is first drawn (web processes that draw none skip it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _png(figure) -> bytes:
     out = io.BytesIO()
     figure.savefig(out, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    _pyplot().close(figure)
     return out.getvalue()
 
 
 def accuracy_plot(results: StudyResults) -> bytes:
     """Balanced accuracy (bootstrap 95 % interval) and accuracy (Wilson 95 %) per reader."""
     readers = results.readers
-    figure, axes = plt.subplots(figsize=(max(4.5, 1.1 * len(readers) + 2), 3.6))
+    figure, axes = _pyplot().subplots(figsize=(max(4.5, 1.1 * len(readers) + 2), 3.6))
     for offset, (name, colour, interval_of) in enumerate(
         [
             ("balanced accuracy", "#2b6cb0", lambda s: s.balanced_accuracy_interval),
@@ -55,7 +60,7 @@ def confusion_plot(results: StudyResults) -> bytes:
     readers = results.readers
     columns = min(len(readers), 5) or 1
     rows = (len(readers) + columns - 1) // columns or 1
-    figure, grid = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.4 * rows), squeeze=False)
+    figure, grid = _pyplot().subplots(rows, columns, figsize=(2.4 * columns, 2.4 * rows), squeeze=False)
     for axes in grid.flat:
         axes.axis("off")
     for axes, result in zip(grid.flat, readers, strict=False):
@@ -74,7 +79,7 @@ def confusion_plot(results: StudyResults) -> bytes:
 
 def roc_plot(results: StudyResults) -> bytes:
     """ROC curves from the 10-step "how real" score (call folded with confidence)."""
-    figure, axes = plt.subplots(figsize=(4.2, 4.2))
+    figure, axes = _pyplot().subplots(figsize=(4.2, 4.2))
     for result in results.readers:
         if result.roc and result.roc.points:
             xs = [p.false_positive_rate for p in result.roc.points]

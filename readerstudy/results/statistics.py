@@ -6,6 +6,9 @@ main-phase trials belong here; expired trials are kept out of TP..TN and counted
 
 A value that is undefined (a rate with a zero denominator, an interval with no trials, κ when
 every call is the same) is ``None``, never NaN, so results serialise to JSON as ``null``.
+
+scipy, statsmodels and scikit-learn are imported by the functions that use them: a web process
+that serves reading pages, the admin or the API never loads them; a results page does, once.
 """
 
 from collections.abc import Iterable, Mapping
@@ -14,10 +17,6 @@ from itertools import combinations
 from typing import Literal
 
 import numpy as np
-from scipy.stats import binomtest
-from sklearn.metrics import cohen_kappa_score, roc_auc_score, roc_curve
-from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
-from statsmodels.stats.proportion import proportion_confint
 
 from readerstudy.reading.counts import (  # noqa: F401  (the scoring convention; re-exported for callers)
     CLASSES,
@@ -54,6 +53,8 @@ def wilson_interval(successes: int, trials: int, *, confidence_level: float = 0.
     Wilson rather than the normal approximation because reader studies have small n and
     proportions near 0 or 1, where the normal interval leaves [0, 1] or collapses to a point.
     """
+    from statsmodels.stats.proportion import proportion_confint
+
     if not trials:
         return None
     low, high = proportion_confint(successes, trials, alpha=1 - confidence_level, method="wilson")
@@ -105,6 +106,8 @@ def accuracy_binomial_test(counts: ConfusionCounts, *, chance: float = 0.5) -> H
     as surely as one well above, only with the labels swapped. 0.5 is chance for accuracy only
     when real and synthetic images are equally many; otherwise see the permutation test.
     """
+    from scipy.stats import binomtest
+
     if not counts.called:
         return None
     result = binomtest(counts.tp + counts.tn, counts.called, chance, alternative="two-sided")
@@ -293,6 +296,9 @@ def reader_agreement(calls_by_reader: Mapping[str, Mapping[str, str | None]]) ->
     undefined: fewer than two readers (Fleiss), no common cases, or every call the same (then
     chance agreement is 1 and κ is 0/0).
     """
+    from sklearn.metrics import cohen_kappa_score
+    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
     readers = tuple(calls_by_reader)
     called = {reader: {case for case, call in calls.items() if call} for reader, calls in calls_by_reader.items()}
     all_cases = set().union(*called.values()) if called else set()
@@ -358,6 +364,8 @@ def reader_roc(outcomes: Iterable[tuple[str, str | None, int | None]]) -> Reader
     Trials without a call or a confidence (expired, or confidence not collected) are left out.
     AUC and points are None / empty unless both classes remain. Constant scores give AUC 0.5.
     """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
     truths, scores = [], []
     for truth, call, confidence in outcomes:
         if call and confidence is not None:
