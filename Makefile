@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
 
-.PHONY: demo test bench lint install clean chromium
+.PHONY: demo test test-fast bench lint format screenshots install clean chromium
 
 install: $(INSTALLED)
 
@@ -27,18 +27,33 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || { echo "Could not install chromium: run 'apt-get install -y chromium' as root."; exit 1; }
 
-# The import contracts (pyproject.toml) first: a broken architecture fails before the tests run.
+TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL)
+
+# Every test, both tiers (what CI runs). The import contracts (pyproject.toml) first: a broken
+# architecture fails before the tests run.
 test: $(INSTALLED) chromium
 	$(VENV)/bin/lint-imports
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PYTHON) -m pytest
+	$(TEST_ENV) $(PYTHON) -m pytest
+
+# The fast tier only: no worker, browser, subprocess or real training (tests/system holds those).
+test-fast: $(INSTALLED)
+	$(TEST_ENV) $(PYTHON) -m pytest -m "not system"
+
+# Refresh the README's pictures: the demo's end-to-end test, writing into docs/screenshots.
+screenshots: $(INSTALLED) chromium
+	SYNTHREAD_SCREENSHOTS=$(CURDIR)/docs/screenshots $(TEST_ENV) $(PYTHON) -m pytest tests/system/test_demo.py
 
 bench: $(INSTALLED)
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PYTHON) benchmarks/run.py
+	$(TEST_ENV) $(PYTHON) benchmarks/run.py
 
 lint: $(INSTALLED)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(VENV)/bin/lint-imports
+
+format: $(INSTALLED)
+	$(PYTHON) -m ruff check --fix .
+	$(PYTHON) -m ruff format .
 
 clean:
 	rm -rf var

@@ -1,15 +1,29 @@
-"""Factories for the tests, in one place."""
+"""Factories for the tests, in one place: users, datasets, volumes, bank images, studies (with
+their pools), readers, sessions and trials; and the volume files the ingest tests write."""
+
+import hashlib
+import secrets
+from itertools import count
 
 import factory
+import numpy as np
 from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
 
+from generator.bank import bank_image_store
+from generator.models import BankImage, Dataset, Volume
 from readerstudy.core.models import ProbeJob
 from readerstudy.core.roles import Role, user_set_role
+from readerstudy.reading.models import Reader, ReadingSession, Study, Trial
+from readerstudy.reading.sessions import session_build, study_set_pools
 
 PASSWORD = "correct-horse-battery"
+REAL, SYNTHETIC = BankImage.ImageClass.REAL, BankImage.ImageClass.SYNTHETIC
 
 
 class UserFactory(factory.django.DjangoModelFactory):
+    """A user; ``role="readers"`` (or any Role value) puts them in that role's group."""
+
     class Meta:
         model = get_user_model()
         skip_postgeneration_save = True
@@ -30,6 +44,127 @@ class ProbeJobFactory(factory.django.DjangoModelFactory):
 
     steps = 5
     step_seconds = 0.0
+
+
+class DatasetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Dataset
+        django_get_or_create = ("name",)
+
+    name = factory.Sequence(lambda n: f"dataset-{n}")
+    fov_mm = 180.0
+
+
+class VolumeFactory(factory.django.DjangoModelFactory):
+    """A stored volume row with a small file behind it (not a real scan: for listing, pages and
+    foreign keys; ingest and alignment tests write real NIfTI files with ``write_nifti``)."""
+
+    class Meta:
+        model = Volume
+
+    dataset = factory.SubFactory(DatasetFactory)
+    subject_label = factory.Sequence(lambda n: f"sub-{n:03d}")
+    source_name = factory.LazyAttribute(lambda volume: f"{volume.subject_label}.nii.gz")
+    source_format = "nifti"
+    checksum = factory.LazyFunction(lambda: hashlib.sha256(secrets.token_bytes(16)).hexdigest())
+    file = factory.LazyAttribute(lambda volume: ContentFile(b"not a scan", name=f"{volume.checksum}.nii.gz"))
+    shape = [64, 64, 48]
+    voxel_size_mm = [1.0, 1.0, 1.0]
+
+
+_pixel_seeds = count()
+
+
+def random_pixels(size: int = 16, *, seed: int | None = None) -> np.ndarray:
+    """Pixels in the model's [-1, 1] range, different for every call unless a seed is given."""
+    rng = np.random.default_rng(next(_pixel_seeds) if seed is None else seed)
+    return rng.uniform(-1, 1, (size, size)).astype(np.float32)
+
+
+class BankImageFactory(factory.django.DjangoModelFactory):
+    """A bank image stored through the one renderer (``bank_image_store``), with pixels of its
+    own: ``BankImageFactory(image_class=REAL, matrix_size=32)``."""
+
+    class Meta:
+        model = BankImage
+
+    image_class = SYNTHETIC
+    generator_name = "test"
+
+    @classmethod
+    def _create(cls, model_class, *, image_class, matrix_size: int = 16, pixels=None, **provenance):
+        return bank_image_store(
+            pixels=random_pixels(matrix_size) if pixels is None else pixels, image_class=image_class, **provenance
+        )
+
+
+def bank_images(number: int, image_class: str, *, size: int = 16, **provenance) -> list[BankImage]:
+    """``number`` bank images of one class, each with pixels of its own."""
+    return BankImageFactory.create_batch(number, image_class=image_class, matrix_size=size, **provenance)
+
+
+class StudyFactory(factory.django.DjangoModelFactory):
+    """A study, small by default (4 main images, 2 of them synthetic, 2 training images), with
+    pools filled from new bank images: ``pools=(main_per_class, training_per_class)``;
+    ``pools=None`` leaves them empty."""
+
+    class Meta:
+        model = Study
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Study {n}")
+    images_per_session = 4
+    synthetic_min = 2
+    synthetic_max = 2
+    training_images = 2
+
+    @factory.post_generation
+    def pools(study, create, extracted, image_size: int = 16, **kwargs):
+        if not create or extracted is None:
+            return
+        main_per_class, training_per_class = extracted
+        study_set_pools(
+            study=study,
+            main_pool=bank_images(main_per_class, REAL, size=image_size)
+            + bank_images(main_per_class, SYNTHETIC, size=image_size),
+            training_pool=bank_images(training_per_class, REAL, size=image_size)
+            + bank_images(training_per_class, SYNTHETIC, size=image_size),
+        )
+
+
+class ReaderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Reader
+
+    user = factory.SubFactory(UserFactory, role=Role.READER.value)
+    study = factory.SubFactory(StudyFactory, pools=(3, 1))
+
+
+class ReadingSessionFactory(factory.django.DjangoModelFactory):
+    """A reader's session, built as readers get theirs (``session_build``): every trial at once."""
+
+    class Meta:
+        model = ReadingSession
+
+    reader = factory.SubFactory(ReaderFactory)
+    seed = 0
+
+    @classmethod
+    def _create(cls, model_class, *, reader, seed):
+        return session_build(reader=reader, seed=seed)
+
+
+class TrialFactory(factory.django.DjangoModelFactory):
+    """A lone trial row (sessions make their own; this is for tests of one trial's fields)."""
+
+    class Meta:
+        model = Trial
+
+    session = factory.SubFactory(ReadingSessionFactory)
+    phase = Trial.Phase.MAIN
+    position = factory.Sequence(lambda n: 1000 + n)
+    bank_image = factory.SubFactory(BankImageFactory)
+    token = factory.LazyFunction(lambda: secrets.token_urlsafe(32))
 
 
 # --- Volume files ---------------------------------------------------------------------------

@@ -30,12 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--size", type=int, choices=[64, 128, 256], default=128, help="slice matrix size")
 
     def handle(self, *args, paths, dataset, fov_mm, label, queue, materialise, size, **options) -> None:
-        labels = {}
-        for item in label:
-            name, _, subject = item.partition("=")
-            if not subject:
-                raise CommandError(f"--label takes FILE=LABEL, not {item!r}.")
-            labels[Path(name).name] = subject
+        labels = self._subject_labels(label)
         missing = [str(path) for path in paths if not path.exists()]
         if missing:
             raise CommandError(f"No such file or folder: {', '.join(missing)}")
@@ -58,16 +53,7 @@ class Command(BaseCommand):
             )
 
         stored = [result.volume for result in results if result.outcome == "stored"]
-        if queue:
-            for volume in stored:
-                alignment_job_create(volume=volume)
-            self.stdout.write(f"Queued alignment of {len(stored)} volume(s) on the workers.")
-        else:
-            for volume in tqdm(stored, desc="align", unit="volume", file=sys.stderr):
-                try:
-                    volume_align(volume=volume)
-                except Exception as error:
-                    self.stdout.write(self.style.ERROR(f"   failed  {volume}: alignment failed: {error}"))
+        self._align(stored, queue=queue)
         failed = [result for result in results if result.outcome == "error"]
         self.stdout.write(
             f"{len(stored)} stored, {sum(r.outcome == 'duplicate' for r in results)} already present, "
@@ -77,6 +63,28 @@ class Command(BaseCommand):
             self._materialise(target, materialise, size)
         if failed:
             raise CommandError(f"{len(failed)} file(s) were refused (see above); the others were kept.")
+
+    @staticmethod
+    def _subject_labels(items: list[str]) -> dict[str, str]:
+        labels = {}
+        for item in items:
+            name, _, subject = item.partition("=")
+            if not subject:
+                raise CommandError(f"--label takes FILE=LABEL, not {item!r}.")
+            labels[Path(name).name] = subject
+        return labels
+
+    def _align(self, volumes: list, *, queue: bool) -> None:
+        if queue:
+            for volume in volumes:
+                alignment_job_create(volume=volume)
+            self.stdout.write(f"Queued alignment of {len(volumes)} volume(s) on the workers.")
+            return
+        for volume in tqdm(volumes, desc="align", unit="volume", file=sys.stderr):
+            try:
+                volume_align(volume=volume)
+            except Exception as error:  # one volume's failed registration must not cost the others
+                self.stdout.write(self.style.ERROR(f"   failed  {volume}: alignment failed: {error}"))
 
     def _materialise(self, dataset, out_dir: Path, size: int) -> None:
         from generator.ml.streaming import materialise_shards

@@ -1,0 +1,112 @@
+"""Existing installations hold evidence: a database built at e1e0ce7 (2026-11-30, before the
+apps were split: `manage.py demo --tiny`, a probe job and a failed machine-observer run) is
+migrated to today's head without losing or altering a call, and its study's results and bank
+images read as before. Every later schema change must pass this test.
+
+The database is a copy of ``tests/data/db-e1e0ce7/synthread.sqlite3`` with its bank images
+beside it; it is migrated and read by ``manage.py`` in a process of its own (the test process
+is bound to the suite's PostgreSQL)."""
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import REPO
+
+OLD = REPO / "tests" / "data" / "db-e1e0ce7"
+CALLS = "SELECT id, session_id, position, bank_image_id, call, expired, shown_at, answered_at FROM readerstudy_trial"
+
+READ_BACK = """
+import json
+from django.contrib.contenttypes.models import ContentType
+from generator.ml.rendering import pixel_checksum
+from generator.models import BankImage
+from readerstudy.core.models import ProbeJob, ProbeTick
+from readerstudy.reading.models import Study
+from readerstudy.results.models import MachineObserverJob
+from readerstudy.results.scoring import study_table_rows
+
+study = Study.objects.get()
+rows = study_table_rows(study=study)
+image = BankImage.objects.filter(trials__isnull=False).order_by("pk").first()
+with image.file.open("rb") as stored:
+    png = stored.read()
+print(json.dumps({
+    "rows": [{k: row.get(k) for k in ("reader", "tp", "fn", "fp", "tn", "expired")} for row in rows],
+    "image": {"pk": image.pk, "stored": image.pixel_checksum, "read": pixel_checksum(png)},
+    "probe": [ProbeJob.objects.get().state, ProbeTick.objects.count()],
+    "observer": [MachineObserverJob.objects.get().state, MachineObserverJob.objects.get().study_id],
+    "content_types": {
+        f"{ct.app_label}.{ct.model}": ct.pk
+        for ct in ContentType.objects.filter(
+            model__in=["probejob", "probetick", "workerheartbeat", "machineobserverjob"]
+        )
+    },
+}))
+"""
+
+
+def _query(path, sql):
+    with sqlite3.connect(path) as database:
+        return database.execute(sql).fetchall()
+
+
+@pytest.fixture
+def old_installation(tmp_path):
+    installation = tmp_path / "installation"  # tmp_path/media is the root conftest's MEDIA_ROOT
+    installation.mkdir()
+    shutil.copy(OLD / "synthread.sqlite3", installation / "synthread.sqlite3")
+    shutil.copytree(OLD / "media", installation / "media")
+    return installation
+
+
+def _manage(installation, *args, **kwargs):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": f"sqlite:///{installation / 'synthread.sqlite3'}",
+        "SYNTHREAD_VAR_DIR": str(installation / "var"),
+        "MEDIA_ROOT": str(installation / "media"),
+        "CELERY_BROKER_URL": "memory://",
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=240, **kwargs
+    )
+
+
+def test_a_database_from_e1e0ce7_migrates_to_head_keeping_every_call(old_installation):
+    database = old_installation / "synthread.sqlite3"
+    calls_before = _query(database, CALLS)
+    content_types_before = dict(
+        _query(database, "SELECT model, id FROM django_content_type WHERE app_label = 'readerstudy'")
+    )
+    assert len(calls_before) == 10 and all(call for _, _, _, _, call, *_ in calls_before)
+
+    migrated = _manage(old_installation, "migrate", "--noinput")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "Applying core.0001_initial... OK" in migrated.stdout
+    assert _manage(old_installation, "makemigrations", "--check", "--dry-run").returncode == 0
+
+    assert _query(database, CALLS) == calls_before  # not one call lost or altered
+    read = _manage(old_installation, "shell", "-c", READ_BACK)
+    assert read.returncode == 0, read.stderr
+    found = json.loads(read.stdout.strip().splitlines()[-1])
+
+    simulated = [row for row in found["rows"] if row["reader"] == "demo-simulated (simulated)"]
+    assert len(simulated) == 1
+    row = simulated[0]
+    main_calls = [c for c in calls_before if c[2] >= 2]  # positions 0-1 are the two training images
+    assert row["tp"] + row["fn"] + row["fp"] + row["tn"] + row["expired"] == len(main_calls) == 8
+    assert found["image"]["read"] == found["image"]["stored"]
+    assert found["probe"] == ["succeeded", 10]
+    assert found["observer"][0] == "failed" and found["observer"][1] is not None
+    # The moved models' content types keep their ids (permissions and admin log entries follow).
+    assert found["content_types"] == {
+        "core.probejob": content_types_before["probejob"],
+        "core.probetick": content_types_before["probetick"],
+        "core.workerheartbeat": content_types_before["workerheartbeat"],
+        "results.machineobserverjob": content_types_before["machineobserverjob"],
+    }

@@ -1,0 +1,255 @@
+"""The training loop: checkpoints, samples and the loss plot, resume, cooperative stop, progress, export."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from generator.ml import training
+from generator.ml.dcgan import TrainingConfig
+from generator.ml.training import TrainingProgress, export_generator, generate, load_generator, train
+from tests.support import REPO
+
+# Keras 3 converts its variables with np.array(x, copy=False), which NumPy 2 warns about; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+BATCH = 8
+STEPS_PER_EPOCH = 4
+METRICS_SAMPLE = 16  # real and synthetic images per quality measurement (a real run takes 512)
+
+
+def config(steps: int, **overrides) -> TrainingConfig:
+    values = {"size": 64, "batch_size": BATCH, "steps": steps, "mixed_precision": "off", "metrics_every": "off"}
+    return TrainingConfig(**{**values, **overrides})
+
+
+def discs(count: int = 24, size: int = 64) -> np.ndarray:
+    """Bright discs of varying radius on a dark background: a stand-in for axial slices, in [−1, 1]."""
+    radii = np.linspace(0.4, 0.8, count)[:, None, None]
+    coordinates = np.linspace(-1, 1, size)
+    distance = np.hypot(*np.meshgrid(coordinates, coordinates))
+    return np.where(distance[None] < radii, 0.6, -1.0).astype(np.float32)[..., None]
+
+
+@pytest.fixture(scope="module")
+def dataset() -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices(discs()).batch(BATCH)
+
+
+@pytest.fixture
+def every_progress(monkeypatch):
+    """Report progress after every step, so a few steps give several reports."""
+    monkeypatch.setattr(training, "PROGRESS_EVERY_S", 0.0)
+
+
+def checkpoint_steps(checkpoint_dir) -> list[int]:
+    return sorted(int(path.name.split("-")[1].split(".")[0]) for path in checkpoint_dir.glob("ckpt-*.index"))
+
+
+def test_a_run_writes_checkpoint_samples_and_loss_plot_then_resumes(tmp_path, dataset, every_progress):
+    checkpoint_dir = tmp_path / "run"
+    reports: list[TrainingProgress] = []
+    measured: list[list[dict]] = []
+    result = train(
+        config(6, metrics_every="epoch"),
+        dataset,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        checkpoint_dir=checkpoint_dir,
+        on_progress=reports.append,
+        on_metrics=measured.append,
+        metrics_sample_count=METRICS_SAMPLE,
+    )
+    assert (result.steps_done, result.total_steps, result.stopped) == (6, 6, False)
+    assert result.checkpoint_path.name == "ckpt-6"
+    assert checkpoint_steps(checkpoint_dir) == [4, 6]  # end of epoch 1, and the end
+    samples = checkpoint_dir / "samples"
+    assert sorted(path.name for path in samples.glob("samples-*.png")) == [
+        "samples-epoch-0001.png",
+        "samples-epoch-0002.png",
+    ]
+    assert result.samples_path == samples / "samples-epoch-0002.png"
+    with Image.open(result.samples_path) as grid:
+        assert grid.size == (8 * 64, 8 * 64) and grid.mode == "L"
+    with Image.open(result.loss_plot_path) as plot:
+        assert result.loss_plot_path.name == "loss.png" and plot.format == "PNG"
+    assert np.isfinite([result.d_loss, result.g_loss]).all()
+
+    assert [report.step for report in reports] == [1, 2, 3, 4, 5, 6, 6]  # every step, then the end
+    assert [report.epoch for report in reports[:6]] == [1, 1, 1, 1, 2, 2]
+    for report in reports:
+        assert report.total_steps == 6
+        assert np.isfinite([report.d_loss, report.g_loss]).all() and report.d_loss > 0 and report.g_loss > 0
+        assert report.images_per_s > 0 and report.eta_s >= 0
+    assert reports[-1].eta_s == 0
+
+    # Quality metrics at the end of epoch 1 and of the run, each point handed over with those before it.
+    assert [[point["step"] for point in points] for points in measured] == [[4], [4, 6]]
+    assert result.metrics == measured[-1] == json.loads((checkpoint_dir / "metrics.json").read_text())
+    for point, epoch in zip(result.metrics, (1, 2), strict=True):
+        assert point["epoch"] == epoch and (point["scales"], point["sample_count"]) == (3, METRICS_SAMPLE)
+        assert list(point["swd_levels"]) == ["64", "32", "16"] and point["swd_mean"] > 0
+        assert 0 < point["ms_ssim_synthetic"] <= 1 and 0 < point["ms_ssim_real"] <= 1
+
+    recorded = json.loads((checkpoint_dir / "config.json").read_text())
+    assert TrainingConfig.from_dict(recorded["config"]) == config(6, metrics_every="epoch")
+    fixed_z = np.load(checkpoint_dir / "fixed_z.npy")
+
+    # A larger budget resumes at step 6 and runs the 3 remaining steps only.
+    reports.clear()
+    resumed = train(
+        config(9, metrics_every="epoch"),
+        dataset,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        checkpoint_dir=checkpoint_dir,
+        on_progress=reports.append,
+        metrics_sample_count=METRICS_SAMPLE,
+    )
+    assert resumed.steps_done == 9 and not resumed.stopped
+    assert [report.step for report in reports] == [7, 8, 9, 9]
+    assert checkpoint_steps(checkpoint_dir)[-1] == 9
+    assert np.array_equal(np.load(checkpoint_dir / "fixed_z.npy"), fixed_z)
+    history = json.loads((checkpoint_dir / "history.json").read_text())
+    assert history["step"] == list(range(1, 10))
+    assert resumed.samples_path.name == "samples-epoch-0003.png"
+    assert [point["step"] for point in resumed.metrics] == [4, 6, 8, 9]
+    assert resumed.metrics[:2] == result.metrics
+    # The resumed run measures against the same real images: the first of its stream, as before.
+    assert len({point["ms_ssim_real"] for point in resumed.metrics}) == 1
+
+    # The same budget again: nothing left to do, nothing trained, nothing measured again.
+    again = train(
+        config(9, metrics_every="end"),
+        dataset,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        checkpoint_dir=checkpoint_dir,
+        metrics_sample_count=METRICS_SAMPLE,
+    )
+    assert again.steps_done == 9 and again.checkpoint_path.name == "ckpt-9"
+    assert json.loads((checkpoint_dir / "history.json").read_text()) == history
+    assert again.metrics == resumed.metrics
+
+    with pytest.raises(ValueError, match="label_smoothing"):
+        train(config(12, label_smoothing=0.1), dataset, steps_per_epoch=STEPS_PER_EPOCH, checkpoint_dir=checkpoint_dir)
+
+
+def test_should_stop_saves_and_returns_stopped_or_propagates_its_exception(tmp_path, dataset):
+    checks = []
+
+    def stop_after_three_steps() -> bool:
+        checks.append(True)
+        return len(checks) > 3  # asked before each step: steps 1–3 run, the 4th does not
+
+    checkpoint_dir = tmp_path / "run"
+    result = train(
+        config(50, label_smoothing=0.1, generator_steps_per_discriminator_step=2),
+        dataset,
+        steps_per_epoch=100,
+        checkpoint_dir=checkpoint_dir,
+        should_stop=stop_after_three_steps,
+    )
+    assert result.stopped and result.steps_done == 3 and result.total_steps == 50
+    assert result.checkpoint_path.name == "ckpt-3" and checkpoint_steps(checkpoint_dir) == [3]
+
+    class LeaseLost(Exception):
+        pass
+
+    def lease_lost() -> bool:
+        raise LeaseLost
+
+    with pytest.raises(LeaseLost):
+        train(
+            config(50, label_smoothing=0.1, generator_steps_per_discriminator_step=2),
+            dataset,
+            steps_per_epoch=100,
+            checkpoint_dir=checkpoint_dir,
+            should_stop=lease_lost,
+        )
+    assert checkpoint_steps(checkpoint_dir) == [3]
+
+    # Stopped again before its first step: still stopped at 3, and any report it makes is finite.
+    reports: list[TrainingProgress] = []
+    again = train(
+        config(50, label_smoothing=0.1, generator_steps_per_discriminator_step=2),
+        dataset,
+        steps_per_epoch=100,
+        checkpoint_dir=checkpoint_dir,
+        should_stop=lambda: True,
+        on_progress=reports.append,
+    )
+    assert again.stopped and again.steps_done == 3
+    assert all(np.isfinite([report.images_per_s, report.eta_s]).all() for report in reports)
+
+
+def test_time_based_checkpoints_keep_the_latest_three(tmp_path, dataset):
+    checkpoint_dir = tmp_path / "run"
+    train(config(5), dataset, steps_per_epoch=100, checkpoint_dir=checkpoint_dir, checkpoint_every_s=0)
+    assert checkpoint_steps(checkpoint_dir) == [3, 4, 5]
+
+
+def test_export_load_generate_round_trip(tmp_path, dataset):
+    checkpoint_dir = tmp_path / "run"
+    train(config(2, mixed_precision="on"), dataset, steps_per_epoch=STEPS_PER_EPOCH, checkpoint_dir=checkpoint_dir)
+    path = export_generator(checkpoint_dir, tmp_path / "generator.keras")
+    generator = load_generator(path)
+    first, second = generate(generator, 5, seed=3), generate(generator, 5, seed=3)
+    assert first.shape == (5, 64, 64) and first.dtype == np.float32
+    assert np.array_equal(first, second)
+    assert first.min() >= -1.0 and first.max() <= 1.0
+    assert not np.array_equal(first, generate(generator, 5, seed=4))
+    # An image depends on its z alone (up to the kernels' rounding, which varies with the batch size).
+    np.testing.assert_allclose(generate(generator, 2, seed=3), first[:2], atol=1e-5)
+
+    # A model saved as it is (here bf16) still generates float32.
+    from generator.ml.dcgan import build_generator
+
+    bf16_generator = build_generator(config(1, mixed_precision="on"))
+    reloaded = load_generator(export_generator(bf16_generator, tmp_path / "bf16.keras"))
+    assert reloaded.get_layer("deconv1").compute_dtype == "bfloat16"
+    images = generate(reloaded, 2, seed=0)
+    assert images.dtype == np.float32 and np.array_equal(images, generate(bf16_generator, 2, seed=0))
+
+    with pytest.raises(FileNotFoundError):
+        export_generator(tmp_path / "empty", tmp_path / "nothing.keras")
+
+
+MIRRORED_RUN = """
+import sys
+import numpy as np
+import tensorflow as tf
+
+# Two logical CPUs stand in for two GPUs: the same MirroredStrategy code path as a multi-GPU worker.
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from generator.ml import hardware, metrics
+from generator.ml.dcgan import TrainingConfig
+from generator.ml.training import train
+
+metrics.SAMPLE_COUNT = 16  # the real sample is gathered from both replicas' batches
+
+hardware.distribution_strategy = lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+images = np.random.default_rng(0).uniform(-1, 1, (16, 64, 64, 1)).astype(np.float32)
+dataset = tf.data.Dataset.from_tensor_slices(images).batch(8)
+for steps in (3, 5):
+    config = TrainingConfig(size=64, batch_size=8, steps=steps, mixed_precision=sys.argv[2])
+    result = train(config, dataset, steps_per_epoch=2, checkpoint_dir=sys.argv[1])
+    print("steps_done", result.steps_done, np.isfinite([result.d_loss, result.g_loss]).all(), len(result.metrics))
+"""
+
+
+@pytest.mark.parametrize("mixed_precision", ["off", "on"])
+def test_two_replicas_train_and_resume_through_the_same_loop(tmp_path, mixed_precision):
+    repo = REPO
+    completed = subprocess.run(
+        [sys.executable, "-c", MIRRORED_RUN, str(tmp_path / "run"), mixed_precision],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.split("\n")[:2] == ["steps_done 3 True 1", "steps_done 5 True 2"]  # metrics at each end
+    assert checkpoint_steps(tmp_path / "run")[-1] == 5
