@@ -14,8 +14,15 @@ must check the passwords they set.
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from django.core.management import call_command
+from scipy.ndimage import gaussian_filter
 
+from generator.bank import bank_image_store
+from readerstudy.reading.models import Study
+from readerstudy.reading.sessions import study_set_pools
+from tests.factories import REAL, SYNTHETIC, bank_images
 from tests.support import FAST_LEASES
 
 SYSTEM_TIER = Path(__file__).resolve().parent / "system"
@@ -60,3 +67,42 @@ def tier_rules(request, monkeypatch):
 def fast_leases(settings):
     for name, value in FAST_LEASES.items():
         setattr(settings, name, value)
+
+
+# --- Studies that tests of both tiers share -----------------------------------------------------
+
+
+def _smooth_field(rng, size=32) -> np.ndarray:
+    field = gaussian_filter(rng.normal(size=(size, size)), 2.0)
+    return np.clip(field / (3 * field.std()), -1, 1).astype(np.float32)
+
+
+@pytest.fixture
+def observed_study(db) -> Study:
+    """Real: smooth fields; synthetic: the same kind of fields with speckle on top (an easy tell),
+    from 24 imported "generators" so the held-out side has many synthetic groups (the observer
+    scores one image per held-out group)."""
+    rng = np.random.default_rng(0)
+    real = [
+        bank_image_store(pixels=_smooth_field(rng), image_class="real", generator_name="scanner") for _ in range(48)
+    ]
+    synthetic = [
+        bank_image_store(
+            pixels=np.clip(_smooth_field(rng) + rng.normal(scale=0.5, size=(32, 32)), -1, 1).astype(np.float32),
+            image_class="synthetic",
+            generator_name=f"gan-{index % 24}",
+        )
+        for index in range(48)
+    ]
+    study = Study.objects.create(name="Observed", training_images=2)
+    study_set_pools(study=study, main_pool=real[2:] + synthetic[2:], training_pool=real[:2] + synthetic[:2])
+    return study
+
+
+@pytest.fixture
+def quiz_study(db) -> Study:
+    images = bank_images(20, REAL, size=32) + bank_images(20, SYNTHETIC, size=32)
+    study = Study.objects.create(name="Quizzed", quiz_enabled=True, training_images=2)
+    study_set_pools(study=study, main_pool=images[:10] + images[20:30], training_pool=[images[10], images[30]])
+    call_command("quiz_pool", "--per-class", "6", "--seed", "1")
+    return study

@@ -13,19 +13,7 @@ from generator.ml.alignment import (
     rotation_matrix_deg,
 )
 from generator.ml.volumes import ras_affine_from_sitk
-
-CENTRE = np.array([*BASAL_GANGLIA_CENTRE_MNI_MM, 1.0])
-
-
-def rigid(rotation_deg, translation_mm) -> np.ndarray:
-    matrix = np.eye(4)
-    matrix[:3, :3] = rotation_matrix_deg(*rotation_deg)
-    matrix[:3, 3] = translation_mm
-    return matrix
-
-
-# The head as scanned: template point p lies at TRUE @ p in the scanner's world.
-TRUE = rigid((6.0, -4.0, 3.0), (8.0, -5.0, 10.0))
+from tests.ml.alignment_cases import CENTRE, rigid
 
 
 def test_template_ships_with_nilearn_and_is_cached():

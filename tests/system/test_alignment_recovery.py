@@ -5,27 +5,13 @@ import pytest
 import SimpleITK as sitk
 
 from generator.ml.alignment import (
-    BASAL_GANGLIA_CENTRE_MNI_MM,
     align_to_template,
     brain_mask_in_native,
     load_template,
-    rotation_matrix_deg,
     sitk_transform_from_ras_matrix,
 )
 from generator.ml.volumes import LoadedVolume, sitk_image_from_ras
-
-CENTRE = np.array([*BASAL_GANGLIA_CENTRE_MNI_MM, 1.0])
-
-
-def rigid(rotation_deg, translation_mm) -> np.ndarray:
-    matrix = np.eye(4)
-    matrix[:3, :3] = rotation_matrix_deg(*rotation_deg)
-    matrix[:3, 3] = translation_mm
-    return matrix
-
-
-# The head as scanned: template point p lies at TRUE @ p in the scanner's world.
-TRUE = rigid((6.0, -4.0, 3.0), (8.0, -5.0, 10.0))
+from tests.ml.alignment_cases import CENTRE, TRUE, rigid
 
 
 def grid_around(centre_world: np.ndarray, spacing: tuple[float, float, float], shape: tuple[int, int, int]):

@@ -27,7 +27,7 @@ def embedded_env(tmp_path) -> dict:
 
 def manage(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, encoding="utf-8", timeout=timeout
     )
 
 

@@ -10,7 +10,7 @@ from tests.support import REPO
 
 def _loaded_after_importing(modules: str) -> str:
     code = f"import sys, {modules}; print(sorted(m for m in ('django', 'tensorflow') if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", check=True, cwd=REPO)
     return result.stdout.strip()
 
 

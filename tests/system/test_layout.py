@@ -64,7 +64,9 @@ print(json.dumps({"statuses": statuses, "before_results": before_results,
 
 
 def test_the_import_contracts_are_kept():
-    linted = subprocess.run([str(REPO / ".venv" / "bin" / "lint-imports")], cwd=REPO, capture_output=True, text=True)
+    linted = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "lint-imports")], cwd=REPO, capture_output=True, encoding="utf-8"
+    )
     assert linted.returncode == 0, linted.stdout[-3000:]
     assert "0 broken" in linted.stdout
 
@@ -85,7 +87,7 @@ def test_web_processes_load_no_tensorflow_numba_or_simpleitk(tmp_path):
         cwd=REPO,
         env=env,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
         timeout=240,
     )
     assert served.returncode == 0, served.stderr[-3000:]

@@ -11,6 +11,6 @@ def test_ruff_finds_nothing():
         [sys.executable, "-m", "ruff", "check", "--output-format", "concise", "."],
         cwd=REPO,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
     )
     assert result.returncode == 0, result.stdout + result.stderr

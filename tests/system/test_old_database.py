@@ -73,7 +73,13 @@ def _manage(installation, *args, **kwargs):
         "CELERY_BROKER_URL": "memory://",
     }
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=240, **kwargs
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=240,
+        **kwargs,
     )
 
 

@@ -3,29 +3,16 @@ play without anything being stored, the images go through the same blinded rende
 headers, and a real browser plays it through."""
 
 import pytest
-from django.core.management import call_command
 from playwright.sync_api import expect
 
-from readerstudy.reading.models import Study
 from readerstudy.reading.quiz import QUIZ_SIZE
-from readerstudy.reading.sessions import study_set_pools
-from tests.factories import REAL, SYNTHETIC, bank_images
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def study() -> Study:
-    images = bank_images(20, REAL, size=32) + bank_images(20, SYNTHETIC, size=32)
-    study = Study.objects.create(name="Quizzed", quiz_enabled=True, training_images=2)
-    study_set_pools(study=study, main_pool=images[:10] + images[20:30], training_pool=[images[10], images[30]])
-    call_command("quiz_pool", "--per-class", "6", "--seed", "1")
-    return study
-
-
 @pytest.mark.django_db(transaction=True)
-def test_a_browser_plays_the_quiz_through(page, live_server, study):
-    page.goto(f"{live_server.url}/quiz/{study.pk}/")
+def test_a_browser_plays_the_quiz_through(page, live_server, quiz_study):
+    page.goto(f"{live_server.url}/quiz/{quiz_study.pk}/")
     expect(page.locator("h1")).to_have_text("Real or synthetic?")
     items = page.locator(".quiz-item")
     expect(items).to_have_count(QUIZ_SIZE)

@@ -53,7 +53,7 @@ def _settings_under(env: dict) -> dict:
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env={**clean, **env}, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], cwd=REPO, env={**clean, **env}, capture_output=True, encoding="utf-8", timeout=60
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])

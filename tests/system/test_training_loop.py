@@ -247,7 +247,7 @@ def test_two_replicas_train_and_resume_through_the_same_loop(tmp_path, mixed_pre
         [sys.executable, "-c", MIRRORED_RUN, str(tmp_path / "run"), mixed_precision],
         cwd=repo,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
         timeout=240,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
