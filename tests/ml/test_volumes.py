@@ -1,5 +1,6 @@
 """Loading T1-weighted volumes: NIfTI, DICOM folders and zips, each bad upload with its own message."""
 
+import locale
 import pickle
 import shutil
 import tempfile
@@ -49,6 +50,7 @@ def write_dicom_series(
     """One file per slice, with patient tags, written by SimpleITK; slice k lies k·spacing[2] along the normal."""
     folder.mkdir(parents=True, exist_ok=True)
     normal = np.cross(orientation[:3], orientation[3:])
+    saved_locale = locale.setlocale(locale.LC_ALL)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     slice_positions = positions if positions is not None else list(range(array_xyz.shape[2]))
@@ -72,6 +74,9 @@ def write_dicom_series(
             image.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"IM{series_number:02d}{number:04d}.dcm"))
         writer.Execute(image)
+    # GDCM's DICOM writer leaves the process in the C locale (text then decodes as ASCII in every
+    # later test of the run); put back what the process had. Our code only reads DICOM.
+    locale.setlocale(locale.LC_ALL, saved_locale)
     return folder
 
 
@@ -379,3 +384,9 @@ def test_loaded_volume_shape_and_error_type():
     volume = LoadedVolume(np.zeros((2, 3, 4), np.float32), np.eye(4), (1.0, 1.0, 1.0), "nifti")
     assert volume.shape == (2, 3, 4)
     assert issubclass(VolumeError, ValueError)
+
+
+def test_writing_a_dicom_series_keeps_the_process_locale(tmp_path):
+    before = locale.setlocale(locale.LC_ALL)
+    write_dicom_series(tmp_path / "series", np.zeros((8, 8, 3), np.int16))
+    assert locale.setlocale(locale.LC_ALL) == before
