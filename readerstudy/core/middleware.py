@@ -18,7 +18,8 @@ class ApplicationErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, ApplicationError) or request.path.startswith("/api/"):
+        # API views never get here: DRF's exception handler (core/api.py) answers them first.
+        if not isinstance(exception, ApplicationError):
             return None
         if request.method == "POST":
             messages.error(request, str(exception))
