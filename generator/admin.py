@@ -3,6 +3,7 @@
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.shortcuts import redirect, render
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -12,7 +13,18 @@ from readerstudy.core.errors import ApplicationError
 from .bank import bank_fill_create, bank_image_exclude
 from .forms import VolumeUploadForm
 from .ingest import dataset_get_or_create, uploads_ingest
-from .models import AlignmentJob, BankFillJob, BankImage, Dataset, TrainingJob, Volume, VolumeCorrection
+from .models import (
+    AlignmentJob,
+    BankFillJob,
+    BankImage,
+    Dataset,
+    Subject,
+    SubjectMerge,
+    TrainingJob,
+    Volume,
+    VolumeCorrection,
+)
+from .subjects import subject_merge
 from .volumes import CORRECTION_FIELDS, alignment_job_create, volume_correct
 
 
@@ -39,6 +51,101 @@ class DatasetAdmin(admin.ModelAdmin):
         return dataset.ready_total
 
 
+class SubjectVolumeInline(admin.TabularInline):
+    model = Volume
+    fields = ("dataset", "source_format", "shape", "status", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Subject)
+class SubjectAdmin(admin.ModelAdmin):
+    """People, pseudonymous: rename, annotate, and merge two found to be one person."""
+
+    list_display = ("label", "kind", "volume_count", "real_image_count", "linked_by_patient_id", "created_at")
+    list_filter = ("kind", "volumes__dataset")
+    search_fields = ("label", "note")
+    readonly_fields = ("kind", "created_at")
+    fields = ("label", "kind", "note", "created_at")
+    inlines = [SubjectVolumeInline]
+    actions = ["merge_subjects"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                volume_total=Count("volumes", distinct=True),
+                image_total=Count("bank_images", distinct=True),
+                key_total=Count("patient_keys", distinct=True),
+            )
+        )
+
+    def has_add_permission(self, request) -> bool:
+        return False  # subjects come with their volumes and images (upload, API, commands)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # merge instead: a subject's volumes and images are evidence
+
+    @admin.display(description="volumes", ordering="volume_total")
+    def volume_count(self, subject: Subject) -> int:
+        return subject.volume_total
+
+    @admin.display(description="real bank images", ordering="image_total")
+    def real_image_count(self, subject: Subject) -> int:
+        return subject.image_total
+
+    @admin.display(description="linked by DICOM patient ID", boolean=True)
+    def linked_by_patient_id(self, subject: Subject) -> bool:
+        return subject.key_total > 0
+
+    @admin.action(description="Merge the two selected subjects (one person)")
+    def merge_subjects(self, request, queryset):
+        subjects = list(queryset.order_by("pk"))
+        if len(subjects) != 2:
+            self.message_user(request, "Select exactly two subjects to merge.", messages.ERROR)
+            return None
+        if request.POST.get("confirm") == "yes":
+            keep = next((s for s in subjects if str(s.pk) == request.POST.get("keep")), None)
+            if keep is None:
+                self.message_user(request, "Choose the subject to keep.", messages.ERROR)
+                return None
+            merge = next(s for s in subjects if s.pk != keep.pk)
+            record = subject_merge(keep=keep, merge=merge, user=request.user, reason=request.POST.get("reason", ""))
+            self.message_user(
+                request,
+                f"Merged {record.merged_label} into {keep.label}: {len(record.volume_ids)} volume(s), "
+                f"{len(record.bank_image_ids)} real image(s) moved; recorded in the merge log.",
+                messages.SUCCESS,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Merge two subjects",
+            "subjects": subjects,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/generator/subject/merge.html", context)
+
+
+@admin.register(SubjectMerge)
+class SubjectMergeAdmin(admin.ModelAdmin):
+    list_display = ("at", "merged_label", "kept", "user", "reason")
+    readonly_fields = [field.name for field in SubjectMerge._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class VolumeCorrectionInline(admin.TabularInline):
     model = VolumeCorrection
     extra = 0
@@ -54,10 +161,10 @@ class VolumeAdmin(admin.ModelAdmin):
     change_list_template = "admin/generator/volume/change_list.html"
     list_display = ("__str__", "thumbnail", "status", "shape_text", "voxels_text", "source_name", "created_at")
     list_filter = ("dataset", "status")
-    search_fields = ("subject_label", "source_name")
+    search_fields = ("subject__label", "source_name")
     readonly_fields = (
         "dataset",
-        "subject_label",
+        "subject",
         "source_name",
         "source_format",
         "checksum",
@@ -71,7 +178,7 @@ class VolumeAdmin(admin.ModelAdmin):
     )
     fields = (
         "dataset",
-        "subject_label",
+        "subject",
         "status",
         "error",
         "preview_image",
@@ -146,7 +253,9 @@ class VolumeAdmin(admin.ModelAdmin):
             dataset = dataset_get_or_create(
                 name=form.cleaned_data["dataset_name"], fov_mm=form.cleaned_data["fov_mm"] or None
             )
-            results = uploads_ingest(dataset=dataset, uploads=form.cleaned_data["files"])
+            results = uploads_ingest(
+                dataset=dataset, uploads=form.cleaned_data["files"], subject_label=form.cleaned_data["subject"]
+            )
             stored = sum(r.outcome == "stored" for r in results)
             if stored and all(r.ok for r in results):
                 self.message_user(

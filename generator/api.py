@@ -12,16 +12,20 @@ from readerstudy.core.roles import IsAdmin
 
 from .bank import bank_fill_create
 from .ingest import uploads_ingest
-from .models import BankFillJob, Dataset, TrainingJob, Volume
+from .models import BankFillJob, Dataset, Subject, TrainingJob, Volume
 from .serializers import (
     BankFillJobSerializer,
     DatasetSerializer,
     IngestResultSerializer,
+    SubjectMergeRecordSerializer,
+    SubjectMergeSerializer,
+    SubjectSerializer,
     TrainingJobCreateSerializer,
     TrainingJobSerializer,
     VolumeSerializer,
     VolumeUploadSerializer,
 )
+from .subjects import subject_merge
 from .training_jobs import training_job_create
 
 
@@ -38,7 +42,10 @@ class DatasetViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         upload = VolumeUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         results = uploads_ingest(
-            dataset=self.get_object(), uploads=upload.validated_data["files"], align=upload.validated_data["align"]
+            dataset=self.get_object(),
+            uploads=upload.validated_data["files"],
+            align=upload.validated_data["align"],
+            subject_label=upload.validated_data["subject"],
         )
         status = 201 if any(r.outcome == "stored" for r in results) else 200
         if results and not any(r.ok for r in results):
@@ -47,7 +54,7 @@ class DatasetViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class VolumeViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = Volume.objects.select_related("dataset").order_by("dataset__name", "subject_label")
+    queryset = Volume.objects.select_related("dataset", "subject").order_by("dataset__name", "subject__label", "pk")
     serializer_class = VolumeSerializer
     permission_classes = [IsAdmin]
 
@@ -55,6 +62,32 @@ class VolumeViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = super().get_queryset()
         dataset = self.request.query_params.get("dataset")
         return queryset.filter(dataset__name=dataset) if dataset else queryset
+
+
+class SubjectViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Subjects (pseudonymous people) and their volumes; rename by PATCHing ``label`` or ``note``,
+    merge two found to be one person with ``merge``."""
+
+    queryset = Subject.objects.prefetch_related("volumes").order_by("label")
+    serializer_class = SubjectSerializer
+    permission_classes = [IsAdmin]
+    lookup_field = "label"
+    lookup_value_regex = "[^/]+"
+    http_method_names = ["get", "patch", "post", "head", "options"]
+
+    @extend_schema(request=SubjectMergeSerializer, responses={201: SubjectMergeRecordSerializer})
+    @action(detail=True, methods=["post"])
+    def merge(self, request: Request, label: str | None = None) -> Response:
+        """Fold another subject into this one (its volumes, real images and patient links); audited."""
+        form = SubjectMergeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        record = subject_merge(
+            keep=self.get_object(),
+            merge=form.validated_data["merge"],
+            user=request.user,
+            reason=form.validated_data["reason"],
+        )
+        return Response(SubjectMergeRecordSerializer(record).data, status=201)
 
 
 class TrainingJobViewSet(viewsets.ReadOnlyModelViewSet):

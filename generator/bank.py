@@ -20,6 +20,7 @@ from readerstudy.core.errors import ApplicationError
 from readerstudy.core.jobs import JobHandle, JobState, job_enqueue
 
 from .models import BankFillJob, BankImage, Dataset, TrainingJob, Volume
+from .subjects import subject_get_or_create, subjects_shared
 from .volumes import volume_slice_source
 
 logger = logging.getLogger(__name__)
@@ -75,8 +76,8 @@ def bank_fill_create(
         raise ApplicationError(f"Training job {training_job.pk} has not finished with a generator yet.")
     if synthetic_count < 1:
         raise ApplicationError("Ask for at least one synthetic image.")
-    if held_out_dataset is not None and held_out_dataset.pk == training_job.dataset_id:
-        raise ApplicationError("The held-out dataset must hold other subjects than the training dataset.")
+    if held_out_dataset is not None:
+        _check_held_out(training=training_job.dataset, held_out=held_out_dataset)
     with transaction.atomic():
         job = BankFillJob.objects.create(
             training_job=training_job,
@@ -89,9 +90,37 @@ def bank_fill_create(
     return job
 
 
+def _check_held_out(*, training: Dataset, held_out: Dataset) -> None:
+    """Held out means other people: refuse a held-out dataset that shares a subject with training."""
+    if held_out.pk == training.pk:
+        raise ApplicationError("The held-out dataset must hold other subjects than the training dataset.")
+    shared = subjects_shared(training=training, held_out=held_out)
+    if shared:
+        labels = ", ".join(subject.label for subject in shared[:10]) + (" …" if len(shared) > 10 else "")
+        raise ApplicationError(
+            f"The held-out dataset {held_out} shares {len(shared)} subject(s) with the training dataset "
+            f"{training}: {labels}. Their scans are near-copies of anatomy the generator saw, so they would "
+            "set the screen's threshold too low; hold out a dataset of other people."
+        )
+    if not held_out.volumes.filter(status=Volume.Status.READY).exists():
+        raise ApplicationError(f"The held-out dataset {held_out} has no aligned volume yet.")
+
+
+def _held_out_volumes(held_out: Dataset, *, training: Dataset):
+    """Aligned held-out volumes whose subjects the generator never saw (a merge after the fill was
+    queued may have made one a training subject: it is left out, not trusted)."""
+    return (
+        held_out.volumes.filter(status=Volume.Status.READY)
+        .exclude(subject__in=Volume.objects.filter(dataset=training).values("subject"))
+        .select_related("subject", "dataset")
+        .order_by("pk")
+    )
+
+
 def _ready_volumes(dataset: Dataset) -> list[tuple[Volume, object]]:
     """Each aligned volume of a dataset with its slice source."""
-    return [(v, volume_slice_source(volume=v)) for v in dataset.volumes.filter(status=Volume.Status.READY)]
+    volumes = dataset.volumes.filter(status=Volume.Status.READY).select_related("subject", "dataset").order_by("pk")
+    return [(v, volume_slice_source(volume=v)) for v in volumes]
 
 
 def _grid_slices(source, indices: np.ndarray, *, size: int, fov_mm: float) -> np.ndarray:
@@ -118,7 +147,9 @@ def _screen_index(sources: list, *, size: int, fov_mm: float):
     return ScreenIndex.from_batches(batches())
 
 
-def _held_out_images(dataset: Dataset | None, *, size: int, fov_mm: float, seed: int) -> np.ndarray | None:
+def _held_out_images(
+    dataset: Dataset | None, *, training: Dataset, size: int, fov_mm: float, seed: int
+) -> np.ndarray | None:
     if dataset is None:
         return None
     rng = np.random.default_rng(seed)
@@ -129,7 +160,7 @@ def _held_out_images(dataset: Dataset | None, *, size: int, fov_mm: float, seed:
             size=size,
             fov_mm=fov_mm,
         )
-        for _, source in _ready_volumes(dataset)
+        for source in (volume_slice_source(volume=v) for v in _held_out_volumes(dataset, training=training))
     ]
     return np.concatenate(images) if images else None
 
@@ -156,7 +187,9 @@ def bank_fill_work(job: BankFillJob, handle: JobHandle) -> None:
     volumes_and_sources = _ready_volumes(training_job.dataset)
     sources = [source for _, source in volumes_and_sources]
     index = _screen_index(sources, size=size, fov_mm=fov_mm)
-    held_out = _held_out_images(job.held_out_dataset, size=size, fov_mm=fov_mm, seed=job.seed)
+    held_out = _held_out_images(
+        job.held_out_dataset, training=training_job.dataset, size=size, fov_mm=fov_mm, seed=job.seed
+    )
     if held_out is not None and len(held_out):
         threshold = threshold_from_held_out(index, held_out)
     else:
@@ -199,6 +232,7 @@ def bank_fill_work(job: BankFillJob, handle: JobHandle) -> None:
                 pixels=pixels,
                 image_class=BankImage.ImageClass.REAL,
                 volume=volume,
+                subject=volume.subject,
                 grid_index=grid_index,
                 fill_job=job,
             )
@@ -210,7 +244,13 @@ def bank_fill_work(job: BankFillJob, handle: JobHandle) -> None:
         np.concatenate(generated_features) if generated_features else index.features_of(np.zeros((0, size, size))),
         seed=job.seed,
     )
+    held_out_subjects = (
+        sorted({v.subject.label for v in _held_out_volumes(job.held_out_dataset, training=training_job.dataset)})
+        if job.held_out_dataset
+        else []
+    )
     report = {
+        "held_out_subjects": held_out_subjects,
         "threshold": float(threshold),
         "threshold_basis": getattr(threshold, "basis", ""),
         "threshold_note": getattr(threshold, "note", ""),
@@ -241,24 +281,34 @@ def images_import(
     image_class: str,
     note: str = "",
     expected_size: int | None = None,
+    subject_label: str = "",
+    subject_labels: dict[str, str] | None = None,
 ) -> list[ImportResult]:
-    """Import 2D images made elsewhere through the same renderer; a bad file never costs the rest."""
+    """Import 2D images made elsewhere through the same renderer; a bad file never costs the rest.
+
+    Real images are of people: each names its subject, ``subject_labels`` per file name (a
+    manifest) or ``subject_label`` for all, so held-out splits keep one person's slices together.
+    Synthetic images have none: each imported file is an independent draw."""
     if image_class not in BankImage.ImageClass.values:
         raise ApplicationError(f"Class must be 'real' or 'synthetic', not {image_class!r}.")
     if not generator_name.strip():
         raise ApplicationError("Name the generator (or the source of the real images).")
+    files = list(files)
+    labels = _import_subject_labels(files, image_class, subject_label, subject_labels or {})
     results = []
     for path, name in files:
         try:
             imported = load_external_image(Path(path), expected_size=expected_size)
+            subject = subject_get_or_create(label=labels[name]) if name in labels else None
             image = bank_image_store(
                 pixels=imported.pixels,
                 image_class=image_class,
                 generator_name=generator_name.strip(),
                 external_checksum=file_sha256(Path(path)),
+                subject=subject,
                 note=note,
             )
-        except ImageImportError as error:
+        except (ImageImportError, ApplicationError) as error:
             results.append(ImportResult(name, False, str(error)))
             continue
         except Exception as error:  # a reader library's surprise must not cost the rest of the batch
@@ -267,3 +317,36 @@ def images_import(
             continue
         results.append(ImportResult(name, True, f"Imported as {image} ({image.matrix_size}²).", image))
     return results
+
+
+def _import_subject_labels(
+    files: list[tuple[Path, str]], image_class: str, subject_label: str, subject_labels: dict[str, str]
+) -> dict[str, str]:
+    names = [name for _, name in files]
+    if image_class == BankImage.ImageClass.SYNTHETIC:
+        if subject_label or subject_labels:
+            raise ApplicationError("Synthetic images show no person: give a subject for real images only.")
+        return {}
+    if subject_label and subject_labels:
+        raise ApplicationError("Give one subject for all files or a manifest, not both.")
+    if subject_label:
+        return dict.fromkeys(names, subject_label.strip())
+    missing = [name for name in names if not subject_labels.get(name, "").strip()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ApplicationError(
+            f"Real images need their subject (the person scanned), so that held-out splits keep one "
+            f"person's slices together; none given for {shown}. Give one subject for all files, or a "
+            "manifest (CSV with columns file,subject)."
+        )
+    return {name: subject_labels[name].strip() for name in names}
+
+
+def subject_manifest_read(text: str) -> dict[str, str]:
+    """A CSV manifest of file → subject (header ``file,subject``), file names compared without folders."""
+    import csv
+
+    rows = list(csv.DictReader(text.splitlines()))
+    if not rows or not {"file", "subject"} <= set(rows[0]):
+        raise ApplicationError("The manifest must be a CSV with a header row naming the columns file and subject.")
+    return {Path(row["file"].strip()).name: (row["subject"] or "").strip() for row in rows if row.get("file")}

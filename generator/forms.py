@@ -34,6 +34,13 @@ class VolumeUploadForm(forms.Form):
         label="Field of view (mm)",
         help_text="For a new dataset: side of the square slice frame (default 180 mm).",
     )
+    subject = forms.CharField(
+        max_length=64,
+        required=False,
+        help_text="The person these scans are of (a pseudonymous label, e.g. sub-017), if you know it. "
+        "Blank: DICOM series of one patient are linked by a keyed hash of their patient ID, and any "
+        "other file becomes a new subject.",
+    )
     files = MultipleFileField(
         help_text="NIfTI (.nii, .nii.gz) files, or one .zip per DICOM series. Several at once are fine."
     )
@@ -117,5 +124,14 @@ class ImageImportForm(forms.Form):
         max_value=1024,
         label="Matrix size",
         help_text="Refuse images of any other size (optional).",
+    )
+    subject = forms.CharField(
+        max_length=64,
+        required=False,
+        help_text="Real images: the person they show (one label for all files), unless a manifest is given.",
+    )
+    manifest = forms.FileField(
+        required=False,
+        help_text="Real images of several people: a CSV with columns file,subject (file names as uploaded).",
     )
     files = MultipleFileField(help_text="PNG/TIFF (8- or 16-bit), .npy or 2D NIfTI; several at once.")

@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from readerstudy.core.errors import ApplicationError
 
 from .models import Dataset, Volume
+from .subjects import subject_for_volume, subject_hash_key
 
 if TYPE_CHECKING:
     from generator.ml.volumes import LoadedVolume
@@ -60,15 +61,6 @@ def nifti_gz_bytes(loaded: LoadedVolume) -> bytes:
     return gzip.compress(image.to_bytes(), compresslevel=6)
 
 
-def _next_subject_label(dataset: Dataset) -> str:
-    numbers = [
-        int(m.group(1))
-        for label in dataset.volumes.values_list("subject_label", flat=True)
-        if (m := re.fullmatch(r"sub-(\d+)", label))
-    ]
-    return f"sub-{max(numbers, default=0) + 1:03d}"
-
-
 def _as_uploaded(message: str, path: Path, source_name: str) -> str:
     """A message names the file it read; an upload is read from a copy under our own name
     (``saved_uploads``), so name the file the admin uploaded instead."""
@@ -87,7 +79,9 @@ def volume_ingest_one(
         existing = Volume.objects.filter(checksum=checksum).select_related("dataset").first()
         if existing is not None:
             return IngestResult(source_name, "duplicate", f"The same file is already stored as {existing}.", existing)
-        loaded = load_volume(path, max_bytes=max_bytes or settings.VOLUME_MAX_UPLOAD_BYTES)
+        loaded = load_volume(
+            path, max_bytes=max_bytes or settings.VOLUME_MAX_UPLOAD_BYTES, patient_secret=subject_hash_key()
+        )
     except VolumeError as error:
         return IngestResult(source_name, "error", _as_uploaded(str(error), path, source_name))
     except Exception as error:  # a reader library's surprise must not cost the rest of the batch
@@ -96,32 +90,30 @@ def volume_ingest_one(
         return IngestResult(source_name, "error", _as_uploaded(message, path, source_name))
 
     content = nifti_gz_bytes(loaded)
-    for _ in range(5):  # another upload may take the same generated label at the same moment
-        label = subject_label or _next_subject_label(dataset)
-        try:
-            with transaction.atomic():
-                volume = Volume(
-                    dataset=dataset,
-                    subject_label=label,
-                    source_name=source_name[:255],
-                    source_format=loaded.source_format,
-                    checksum=checksum,
-                    shape=[int(n) for n in loaded.shape],
-                    voxel_size_mm=[round(float(v), 4) for v in loaded.voxel_size_mm],
-                )
-                volume.file.save(f"{uuid.uuid4().hex}.nii.gz", ContentFile(content), save=False)
-                volume.save()
-            break
-        except IntegrityError:
-            if Volume.objects.filter(checksum=checksum).exists():
-                return IngestResult(source_name, "duplicate", "The same file was stored by a concurrent upload.")
-            if subject_label:
-                return IngestResult(source_name, "error", f"Subject label {subject_label!r} is taken in {dataset}.")
-    else:
-        return IngestResult(source_name, "error", "Could not find a free subject label; try again.")
+    try:
+        with transaction.atomic():
+            subject = subject_for_volume(label=subject_label, patient_key=loaded.patient_key)
+            volume = Volume(
+                dataset=dataset,
+                subject=subject,
+                source_name=source_name[:255],
+                source_format=loaded.source_format,
+                checksum=checksum,
+                shape=[int(n) for n in loaded.shape],
+                voxel_size_mm=[round(float(v), 4) for v in loaded.voxel_size_mm],
+            )
+            volume.file.save(f"{uuid.uuid4().hex}.nii.gz", ContentFile(content), save=False)
+            volume.save()
+    except ApplicationError as error:
+        return IngestResult(source_name, "error", str(error))
+    except IntegrityError:
+        if Volume.objects.filter(checksum=checksum).exists():
+            return IngestResult(source_name, "duplicate", "The same file was stored by a concurrent upload.")
+        raise
     shape = "×".join(str(n) for n in volume.shape)
     voxels = "×".join(f"{v:g}" for v in volume.voxel_size_mm)
-    return IngestResult(source_name, "stored", f"Stored as {volume} ({shape} voxels of {voxels} mm).", volume)
+    linked = " (linked by its DICOM patient ID)" if loaded.patient_key and not subject_label else ""
+    return IngestResult(source_name, "stored", f"Stored as {volume}{linked}: {shape} voxels of {voxels} mm.", volume)
 
 
 def volumes_ingest(
@@ -164,12 +156,18 @@ def saved_uploads(uploads: Iterable) -> Iterator[list[tuple[Path, str]]]:
         yield files
 
 
-def uploads_ingest(*, dataset: Dataset, uploads: Iterable, align: bool = True) -> list[IngestResult]:
-    """Ingest files uploaded through the admin or the API, then queue alignment of the stored ones."""
+def uploads_ingest(
+    *, dataset: Dataset, uploads: Iterable, align: bool = True, subject_label: str = ""
+) -> list[IngestResult]:
+    """Ingest files uploaded through the admin or the API, then queue alignment of the stored ones.
+
+    ``subject_label`` names the one person every file of this upload belongs to (left blank, DICOM
+    series link by patient and every other file becomes a subject of its own)."""
     from .volumes import alignment_job_create  # volumes imports the ML stack; keep this module light
 
     with saved_uploads(uploads) as files:
-        results = volumes_ingest(dataset=dataset, files=files)
+        labels = {name: subject_label for _, name in files} if subject_label else None
+        results = volumes_ingest(dataset=dataset, files=files, subject_labels=labels)
     if align:
         for result in results:
             if result.outcome == "stored":

@@ -1,4 +1,4 @@
-"""Datasets of T1-weighted volumes, their alignment to the template, and alignment jobs."""
+"""Subjects (people), datasets of their T1-weighted volumes, alignment, training, and the image bank."""
 
 from django.conf import settings
 from django.db import models
@@ -19,8 +19,64 @@ class Dataset(models.Model):
         return self.name
 
 
+class Subject(models.Model):
+    """A pseudonymous person: the independent unit of every split that must be held out.
+
+    One subject may own several volumes (scanned twice, or in two datasets) and imported real
+    images; two scans of one person are near-copies of anatomy, so they always fall on one side
+    of a split. The label is the only name kept; a DICOM patient ID links through
+    ``SubjectPatientKey`` (a keyed hash), never stored itself."""
+
+    class Kind(models.TextChoices):
+        PERSON = "person", "person"
+        DEMO_PSEUDO = "demo-pseudo", "demo pseudo-subject"
+
+    label = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PERSON)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["label"]
+
+    def __str__(self) -> str:
+        return self.label if self.kind == self.Kind.PERSON else f"{self.label} ({self.get_kind_display()})"
+
+
+class SubjectPatientKey(models.Model):
+    """HMAC-SHA256 of a DICOM patient ID (and its issuer) under SUBJECT_HASH_KEY: a later series of
+    the same patient finds its subject, while the ID itself is never stored."""
+
+    key = models.CharField(max_length=64, unique=True)
+    subject = models.ForeignKey(Subject, on_delete=models.CASCADE, related_name="patient_keys")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"patient key {self.key[:8]}… of {self.subject}"
+
+
+class SubjectMerge(models.Model):
+    """Audit of an admin's merge of two subjects found to be one person: who, when, why, what moved."""
+
+    kept = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="merges")
+    merged_label = models.CharField(max_length=64)
+    merged_kind = models.CharField(max_length=16)
+    volume_ids = models.JSONField(default=list)
+    bank_image_ids = models.JSONField(default=list)
+    patient_keys_moved = models.PositiveIntegerField(default=0)
+    reason = models.TextField(blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.merged_label} merged into {self.kept} at {self.at:%Y-%m-%d %H:%M}"
+
+
 class Volume(models.Model):
-    """One subject's T1-weighted volume, de-identified: only pixel data and geometry are kept
+    """One T1-weighted volume of a subject, de-identified: only pixel data and geometry are kept
     (stored as NIfTI, whatever came in); the original file name is shown to admins only."""
 
     class Status(models.TextChoices):
@@ -30,7 +86,7 @@ class Volume(models.Model):
         FAILED = "failed"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="volumes")
-    subject_label = models.CharField(max_length=64)
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="volumes")
     source_name = models.CharField(max_length=255, help_text="Original file name (admins only).")
     source_format = models.CharField(max_length=16)
     checksum = models.CharField(max_length=64, unique=True, help_text="sha256 of the uploaded file(s).")
@@ -50,13 +106,10 @@ class Volume(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["dataset", "subject_label"], name="unique_subject_per_dataset"),
-        ]
-        ordering = ["dataset", "subject_label"]
+        ordering = ["dataset", "subject__label", "pk"]
 
     def __str__(self) -> str:
-        return f"{self.dataset.name}/{self.subject_label}"
+        return f"volume {self.pk} ({self.subject.label} in {self.dataset.name})"
 
     @property
     def has_correction(self) -> bool:
@@ -144,6 +197,8 @@ class BankImage(models.Model):
 
     image_class = models.CharField(max_length=16, choices=ImageClass.choices, db_index=True)
     volume = models.ForeignKey(Volume, on_delete=models.PROTECT, null=True, blank=True, related_name="bank_images")
+    # Whose image a real one is (its volume's subject, or named at import); none for synthetic ones.
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, null=True, blank=True, related_name="bank_images")
     grid_index = models.PositiveIntegerField(null=True, blank=True)
     training_job = models.ForeignKey(
         TrainingJob, on_delete=models.PROTECT, null=True, blank=True, related_name="bank_images"
@@ -179,7 +234,8 @@ class BankImage(models.Model):
             return f"{self.volume} grid slice {self.grid_index}"
         if self.training_job_id is not None:
             return f"training job {self.training_job_id}, latent seed {self.latent_seed}"
-        return f"{self.generator_name} (file sha256 {self.external_checksum[:12]}…)"
+        imported = f"{self.generator_name} (file sha256 {self.external_checksum[:12]}…)"
+        return f"{imported}, subject {self.subject.label}" if self.subject_id else imported
 
     def save(self, *args, **kwargs) -> None:  # noqa: DJ012 (beside delete: the two guards of evidence)
         if self.pk is not None:

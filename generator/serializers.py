@@ -6,7 +6,71 @@ from rest_framework import serializers
 
 from generator.ml.dcgan import METRICS_SETTINGS
 
-from .models import BankFillJob, Dataset, TrainingJob, Volume
+from .models import BankFillJob, Dataset, Subject, SubjectMerge, TrainingJob, Volume
+
+
+class SubjectSerializer(serializers.ModelSerializer):
+    kind_display = serializers.CharField(source="get_kind_display", read_only=True)
+    volumes = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    datasets = serializers.SerializerMethodField()
+    linked_by_patient_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Subject
+        fields = [
+            "id",
+            "label",
+            "kind",
+            "kind_display",
+            "note",
+            "created_at",
+            "volumes",
+            "datasets",
+            "linked_by_patient_id",
+        ]
+        read_only_fields = ["id", "kind", "created_at"]
+
+    def validate_label(self, label: str) -> str:
+        from .subjects import subject_label_check
+
+        try:
+            return subject_label_check(label)
+        except ValueError as error:
+            raise serializers.ValidationError(str(error)) from error
+
+    def get_datasets(self, subject: Subject) -> list[str]:
+        return sorted({volume.dataset.name for volume in subject.volumes.select_related("dataset")})
+
+    def get_linked_by_patient_id(self, subject: Subject) -> bool:
+        return subject.patient_keys.exists()
+
+
+class SubjectMergeSerializer(serializers.Serializer):
+    merge = serializers.SlugRelatedField(
+        slug_field="label", queryset=Subject.objects.all(), help_text="The subject folded into this one (deleted)."
+    )
+    reason = serializers.CharField(allow_blank=True, default="")
+
+
+class SubjectMergeRecordSerializer(serializers.ModelSerializer):
+    kept = serializers.SlugRelatedField(slug_field="label", read_only=True)
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = SubjectMerge
+        fields = [
+            "id",
+            "kept",
+            "merged_label",
+            "merged_kind",
+            "volume_ids",
+            "bank_image_ids",
+            "patient_keys_moved",
+            "reason",
+            "user",
+            "at",
+        ]
+        read_only_fields = fields
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -19,13 +83,16 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 class VolumeSerializer(serializers.ModelSerializer):
     dataset = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    subject = serializers.SlugRelatedField(slug_field="label", read_only=True)
+    subject_kind = serializers.CharField(source="subject.get_kind_display", read_only=True)
 
     class Meta:
         model = Volume
         fields = [
             "id",
             "dataset",
-            "subject_label",
+            "subject",
+            "subject_kind",
             "source_name",
             "source_format",
             "checksum",
@@ -46,6 +113,13 @@ class VolumeSerializer(serializers.ModelSerializer):
 class VolumeUploadSerializer(serializers.Serializer):
     files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
     align = serializers.BooleanField(default=True, help_text="Queue alignment of the stored volumes.")
+    subject = serializers.CharField(
+        max_length=64,
+        allow_blank=True,
+        default="",
+        help_text="The person every file of this upload shows (created if new). Blank: DICOM series link "
+        "by a keyed hash of their patient ID; other files become new subjects.",
+    )
 
 
 class IngestResultSerializer(serializers.Serializer):

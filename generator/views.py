@@ -13,7 +13,7 @@ from readerstudy.core.errors import ApplicationError
 from readerstudy.core.jobs import job_cancel
 from readerstudy.core.roles import role_required
 
-from .bank import bank_counts, bank_fill_create, images_import
+from .bank import bank_counts, bank_fill_create, images_import, subject_manifest_read
 from .forms import BankFillForm, ImageImportForm, TrainingJobForm
 from .ingest import saved_uploads
 from .models import BankImage, TrainingJob, Volume
@@ -128,15 +128,21 @@ def bank_browser(request: HttpRequest) -> HttpResponse:
     import_results = []
     if request.method == "POST" and import_form.is_valid():
         data = import_form.cleaned_data
-        with saved_uploads(data["files"]) as files:
-            import_results = images_import(
-                files=files,
-                generator_name=data["generator_name"],
-                image_class=data["image_class"],
-                note=data["note"],
-                expected_size=data["expected_size"],
-            )
-    images = BankImage.objects.select_related("volume__dataset").order_by("-created_at")
+        try:
+            manifest = data["manifest"].read().decode("utf-8-sig") if data["manifest"] else ""
+            with saved_uploads(data["files"]) as files:
+                import_results = images_import(
+                    files=files,
+                    generator_name=data["generator_name"],
+                    image_class=data["image_class"],
+                    note=data["note"],
+                    expected_size=data["expected_size"],
+                    subject_label=data["subject"],
+                    subject_labels=subject_manifest_read(manifest) if manifest else None,
+                )
+        except (ApplicationError, UnicodeDecodeError) as error:
+            import_form.add_error(None, str(error))
+    images = BankImage.objects.select_related("volume__dataset", "volume__subject", "subject").order_by("-created_at")
     filters = {key: request.GET.get(key, "") for key in ("image_class", "status", "training_job", "generator_name")}
     for key, value in filters.items():
         if value:

@@ -143,6 +143,13 @@ AWS_QUERYSTRING_AUTH = True
 # Largest volume upload accepted (a single file, a DICOM folder or a zip of one), in bytes.
 VOLUME_MAX_UPLOAD_BYTES = env.int("VOLUME_MAX_UPLOAD_BYTES", default=1024**3)
 
+# The key of the HMAC that links DICOM series of one patient to one subject without storing the
+# patient ID (generator.subjects). Not SECRET_KEY: rotating that must not split every subject.
+# Every machine that ingests must share it; unset, the embedded default generates one into
+# SUBJECT_HASH_KEY_FILE on first use.
+SUBJECT_HASH_KEY = env("SUBJECT_HASH_KEY", default="")
+SUBJECT_HASH_KEY_FILE = VAR_DIR / "subject-hash.key"
+
 # Where a worker keeps a training run's checkpoints while it trains (local disk); the run is
 # mirrored to the storage above after every checkpoint, so any worker can resume it.
 TRAINING_WORK_DIR = Path(env("TRAINING_WORK_DIR", default=str(VAR_DIR / "training")))

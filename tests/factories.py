@@ -1,9 +1,11 @@
-"""Factories for the tests, in one place: users, datasets, volumes, bank images, studies (with
+"""Factories for the tests, in one place: users, subjects, datasets, volumes, bank images, studies (with
 their pools), readers, sessions and trials; and the volume files the ingest tests write."""
 
 import hashlib
+import locale
 import secrets
 from itertools import count
+from pathlib import Path
 
 import factory
 import numpy as np
@@ -11,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 
 from generator.bank import bank_image_store
-from generator.models import BankImage, Dataset, Volume
+from generator.models import BankImage, Dataset, Subject, Volume
 from readerstudy.core.models import ProbeJob
 from readerstudy.core.roles import Role, user_set_role
 from readerstudy.reading.models import Reader, ReadingSession, Study, Trial
@@ -55,6 +57,14 @@ class DatasetFactory(factory.django.DjangoModelFactory):
     fov_mm = 180.0
 
 
+class SubjectFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Subject
+        django_get_or_create = ("label",)
+
+    label = factory.Sequence(lambda n: f"person-{n:03d}")
+
+
 class VolumeFactory(factory.django.DjangoModelFactory):
     """A stored volume row with a small file behind it (not a real scan: for listing, pages and
     foreign keys; ingest and alignment tests write real NIfTI files with ``write_nifti``)."""
@@ -63,8 +73,8 @@ class VolumeFactory(factory.django.DjangoModelFactory):
         model = Volume
 
     dataset = factory.SubFactory(DatasetFactory)
-    subject_label = factory.Sequence(lambda n: f"sub-{n:03d}")
-    source_name = factory.LazyAttribute(lambda volume: f"{volume.subject_label}.nii.gz")
+    subject = factory.SubFactory(SubjectFactory)
+    source_name = factory.LazyAttribute(lambda volume: f"{volume.subject.label}.nii.gz")
     source_format = "nifti"
     checksum = factory.LazyFunction(lambda: hashlib.sha256(secrets.token_bytes(16)).hexdigest())
     file = factory.LazyAttribute(lambda volume: ContentFile(b"not a scan", name=f"{volume.checksum}.nii.gz"))
@@ -83,7 +93,8 @@ def random_pixels(size: int = 16, *, seed: int | None = None) -> np.ndarray:
 
 class BankImageFactory(factory.django.DjangoModelFactory):
     """A bank image stored through the one renderer (``bank_image_store``), with pixels of its
-    own: ``BankImageFactory(image_class=REAL, matrix_size=32)``."""
+    own: ``BankImageFactory(image_class=REAL, matrix_size=32)``. A real one shows a person: its
+    volume's subject, the ``subject`` given, or a new subject of its own."""
 
     class Meta:
         model = BankImage
@@ -93,6 +104,9 @@ class BankImageFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *, image_class, matrix_size: int = 16, pixels=None, **provenance):
+        if image_class == REAL and "subject" not in provenance:
+            volume = provenance.get("volume")
+            provenance["subject"] = volume.subject if volume is not None else SubjectFactory()
         return bank_image_store(
             pixels=random_pixels(matrix_size) if pixels is None else pixels, image_class=image_class, **provenance
         )
@@ -217,3 +231,62 @@ def aligned_template_volume(tmp_path, *, dataset_name: str = "mni", fov_mm: floa
     volume.status = Volume.Status.READY
     volume.save()
     return volume
+
+
+PATIENT_TAGS = {
+    "0010|0010": "DOE^JANE",  # patient name
+    "0010|0020": "PID-314159",  # patient ID
+    "0010|0030": "19600101",  # birth date
+    "0008|0020": "20240102",  # study date
+    "0008|0080": "St Elsewhere Hospital",  # institution
+}
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # rows run to the patient's left, columns to posterior
+
+
+def write_dicom_series(
+    folder: Path,
+    array_xyz: np.ndarray,
+    *,
+    spacing: tuple[float, float, float] = (4.0, 3.0, 5.0),
+    origin_lps: tuple[float, float, float] = (-100.0, -120.0, -60.0),
+    orientation: tuple[float, ...] = AXIAL,
+    series_uid: str = "1.2.826.0.1.3680043.2.1125.7.1",
+    series_number: int = 3,
+    description: str = "T1 MPRAGE",
+    positions: list[int] | None = None,
+    patient: dict[str, str] | None = None,
+) -> Path:
+    """One file per slice, with patient tags, written by SimpleITK; slice k lies k·spacing[2] along the normal."""
+    import SimpleITK as sitk  # only the tests that write DICOM pay for it
+
+    folder.mkdir(parents=True, exist_ok=True)
+    normal = np.cross(orientation[:3], orientation[3:])
+    saved_locale = locale.setlocale(locale.LC_ALL)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    slice_positions = positions if positions is not None else list(range(array_xyz.shape[2]))
+    for number, k in enumerate(slice_positions):
+        image = sitk.GetImageFromArray(np.ascontiguousarray(array_xyz[:, :, number % array_xyz.shape[2]].T))
+        image.SetSpacing(spacing[:2])
+        position = np.asarray(origin_lps) + k * spacing[2] * normal
+        tags = {
+            **PATIENT_TAGS,
+            **(patient or {}),
+            "0008|0060": "MR",
+            "0020|000d": "1.2.826.0.1.3680043.2.1125.7",
+            "0020|000e": series_uid,
+            "0020|0011": str(series_number),
+            "0008|103e": description,
+            "0020|0037": "\\".join(f"{v:g}" for v in orientation),
+            "0020|0032": "\\".join(f"{v:.4f}" for v in position),
+            "0020|0013": str(number + 1),
+            "0008|0018": f"{series_uid}.{number + 1}",
+        }
+        for tag, value in tags.items():
+            image.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"IM{series_number:02d}{number:04d}.dcm"))
+        writer.Execute(image)
+    # GDCM's DICOM writer leaves the process in the C locale (text then decodes as ASCII in every
+    # later test of the run); put back what the process had. Our code only reads DICOM.
+    locale.setlocale(locale.LC_ALL, saved_locale)
+    return folder

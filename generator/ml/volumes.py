@@ -10,19 +10,22 @@ NIfTI and MNI space. DICOM and SimpleITK use LPS+; the two differ by a sign flip
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import tempfile
 import zipfile
 import zlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import nibabel as nib
 import numpy as np
 import pydicom
 import SimpleITK as sitk
+
+from .patients import patient_key
 
 # A voxel edge under 0.1 mm or over 10 mm is no clinical T1-weighted scan: usually a header
 # written in metres or centimetres, or a thick localizer.
@@ -60,27 +63,33 @@ class LoadedVolume:
     affine: np.ndarray  # 4x4, voxel index -> world mm (RAS+)
     voxel_size_mm: tuple[float, float, float]
     source_format: str  # "nifti" or "dicom"
+    # The keyed hash of a DICOM series' patient ID (generator.ml.patients), when a secret was given
+    # and the ID is not a placeholder; the ID itself never leaves the reader below.
+    patient_key: str | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(n) for n in self.data.shape)
 
 
-def load_volume(path: Path, *, max_bytes: int | None = None) -> LoadedVolume:
-    """Read and check one upload; raise VolumeError with an actionable message if it is unusable."""
+def load_volume(path: Path, *, max_bytes: int | None = None, patient_secret: bytes | None = None) -> LoadedVolume:
+    """Read and check one upload; raise VolumeError with an actionable message if it is unusable.
+
+    With ``patient_secret``, a DICOM series also yields its patient's keyed hash (``patient_key``)."""
     path = Path(path)
+    patient = _NO_PATIENT
     label = path.name
     if not path.exists():
         raise VolumeError(f"{label} does not exist. Upload {ACCEPTED_FORMATS}.")
     _check_upload_size(path, label, max_bytes)
     name = path.name.lower()
     if path.is_dir():
-        data, affine = _read_dicom_folder(path, label)
+        data, affine, patient = _read_dicom_folder(path, label)
         source_format = "dicom"
     elif name.endswith(".zip"):
         with tempfile.TemporaryDirectory(prefix="synthread-upload-") as unpacked:
             _extract_zip_safely(path, Path(unpacked), label)
-            data, affine = _read_dicom_folder(Path(unpacked), label)
+            data, affine, patient = _read_dicom_folder(Path(unpacked), label)
         source_format = "dicom"
     elif name.endswith((".nii", ".nii.gz")):
         data, affine = _read_nifti(path, label)
@@ -91,7 +100,10 @@ def load_volume(path: Path, *, max_bytes: int | None = None) -> LoadedVolume:
         )
     else:
         raise VolumeError(f"{label} is not a supported format. Upload {ACCEPTED_FORMATS}.")
-    return _checked_canonical_volume(data, affine, label, source_format)
+    loaded = _checked_canonical_volume(data, affine, label, source_format)
+    if patient_secret is None or patient == _NO_PATIENT:
+        return loaded
+    return dataclasses.replace(loaded, patient_key=patient_key(*patient, secret=patient_secret))
 
 
 def file_checksum(path: Path) -> str:
@@ -271,6 +283,10 @@ class _DicomSlice:
     position: tuple[float, ...]
     rows_columns: tuple[int, int]
     frames: int
+    patient: tuple[str, str] = field(default=("", ""), repr=False)  # (PatientID, IssuerOfPatientID)
+
+
+_NO_PATIENT = ("", "")
 
 
 def _read_dicom_slice(path: Path) -> _DicomSlice | None:
@@ -287,12 +303,13 @@ def _read_dicom_slice(path: Path) -> _DicomSlice | None:
             position=tuple(float(v) for v in header.ImagePositionPatient),
             rows_columns=(int(header.Rows), int(header.Columns)),
             frames=int(header.get("NumberOfFrames", 1) or 1),
+            patient=(str(header.get("PatientID", "") or ""), str(header.get("IssuerOfPatientID", "") or "")),
         )
     except Exception:  # any unreadable or non-DICOM file beside the series is skipped, not fatal
         return None
 
 
-def _read_dicom_folder(folder: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_dicom_folder(folder: Path, label: str) -> tuple[np.ndarray, np.ndarray, tuple[str, str]]:
     files = sorted(file for file in folder.rglob("*") if file.is_file())
     slices = [found for file in files if (found := _read_dicom_slice(file)) is not None]
     if not slices:
@@ -314,6 +331,9 @@ def _read_dicom_folder(folder: Path, label: str) -> tuple[np.ndarray, np.ndarray
             "only the T1-weighted one."
         )
     ordered = _ordered_single_volume(slices, label)
+    patients = {found.patient for found in ordered}
+    if len(patients) > 1:
+        raise VolumeError(f"{label}: the slices of this series name {len(patients)} different patients.")
     # SimpleITK's ImageSeriesReader (GDCM) decodes every transfer syntax a scanner writes
     # (including JPEG/JPEG 2000 compressed ones that pydicom cannot decode without extra plugins),
     # applies rescale slope and intercept, and builds the geometry from the positions and
@@ -329,7 +349,7 @@ def _read_dicom_folder(folder: Path, label: str) -> tuple[np.ndarray, np.ndarray
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise VolumeError(f"{label} is a colour (RGB) DICOM series; a greyscale T1-weighted series is needed.")
     data = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
-    return data, ras_affine_from_sitk(image)
+    return data, ras_affine_from_sitk(image), patients.pop()
 
 
 def _series_number_order(found: _DicomSlice) -> tuple[int, str]:

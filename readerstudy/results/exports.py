@@ -108,9 +108,20 @@ def _sessions(study: Study) -> list[dict]:
 
 
 MANIFEST_COLUMNS = [
-    "id", "image_class", "status", "exclusion_reason", "matrix_size", "pixel_checksum", "volume", "grid_index",
+    "id", "image_class", "status", "exclusion_reason", "matrix_size", "pixel_checksum", "subject", "volume",
+    "grid_index",
     "training_job", "latent_seed", "generator_name", "external_checksum", "fill_job",
 ]  # fmt: skip
+
+
+def _manifest_row(image: BankImage) -> dict:
+    row = {column: getattr(image, column, None) for column in MANIFEST_COLUMNS}
+    return row | {
+        "subject": image.subject.label if image.subject_id else "",
+        "volume": image.volume_id,
+        "training_job": image.training_job_id,
+        "fill_job": image.fill_job_id,
+    }
 
 
 def _used_images(study: Study):
@@ -158,8 +169,7 @@ def _audit_log(images) -> list[dict]:
 def study_bundle(*, study: Study) -> bytes:
     """A zip that lets another group audit or re-run the analysis (see README, "Exports")."""
     images = _used_images(study)
-    manifest = [{column: getattr(image, f"{column}_id", None) if column in ("volume", "training_job", "fill_job")
-                 else getattr(image, column) for column in MANIFEST_COLUMNS} for image in images]  # fmt: skip
+    manifest = [_manifest_row(image) for image in images.select_related("subject")]
     files = {
         "README.txt": BUNDLE_README.format(study=study.name),
         "study.json": json.dumps(_study_settings(study), indent=2),

@@ -2,9 +2,10 @@
 on the gpu queue runs ``machine_observer_work`` under a job lease).
 
 Images come from the study's pools (main and training) as rendered for readers, decoded back to
-[−1, 1] by the renderer's fixed mapping. Groups keep the split held out (DESIGN.md, "Held out
-means held out by subject"): a real slice's group is its volume (subject); ours, its training
-job and latent seed; an imported image, its generator (or its file for real ones).
+[−1, 1] by the renderer's fixed mapping. Groups keep the split held out (DESIGN.md, "Subjects are
+people; held out means another person"): a real image's group is its subject, so two scans of one
+person never fall on both sides; synthetic images are independent draws, one group each (ours:
+training job and latent seed; an imported one: its file), so one external generator suffices.
 The images the readers saw are put on the test side as far as the split allows."""
 
 import io
@@ -34,13 +35,15 @@ def machine_observer_create(*, study: Study, seed: int = 0, epochs: int = 8) -> 
     return job
 
 
-def _group(image: BankImage) -> str:
-    if image.volume_id is not None:
-        return f"volume:{image.volume_id}"
+def image_group(image: BankImage) -> str:
+    """The unit an image is held out with: a person for real images, one draw for synthetic ones."""
+    if image.image_class == BankImage.ImageClass.REAL:
+        if image.subject_id is not None:
+            return f"subject:{image.subject_id}"
+        # A real image without a subject (none can be stored since subjects exist): its volume, or its file.
+        return f"volume:{image.volume_id}" if image.volume_id is not None else f"real-file:{image.pk}"
     if image.training_job_id is not None:
         return f"job:{image.training_job_id}:seeds:{(image.latent_seed or 0) // SEED_BLOCK}"
-    if image.image_class == BankImage.ImageClass.SYNTHETIC:
-        return f"generator:{image.generator_name}"
     return f"file:{image.external_checksum or image.pk}"
 
 
@@ -67,7 +70,7 @@ def machine_observer_work(job: MachineObserverJob, handle: JobHandle) -> None:
     result = run_observer(
         pixels,
         [image.image_class for image in images],
-        [_group(image) for image in images],
+        [image_group(image) for image in images],
         seed=job.seed,
         epochs=job.epochs,
         batch_size=job.batch_size,

@@ -185,17 +185,19 @@ def study_table_rows(*, study: Study, results: StudyResults | None = None) -> li
 
 
 CALLS_COLUMNS = [
-    "reader", "role", "case", "truth", "call", "confidence", "reason", "phase", "shown_at", "answered_at",
+    "reader", "role", "case", "subject", "truth", "call", "confidence", "reason", "phase", "shown_at", "answered_at",
     "response_ms", "expired",
 ]  # fmt: skip
 
 
 def calls_rows(*, study: Study) -> list[dict]:
     """``calls.csv``: one row per trial of every session, training included (its phase says so).
-    ``case`` is the bank image's id: stable, so the same image is the same case for every reader."""
+    ``case`` is the bank image's id: stable, so the same image is the same case for every reader.
+    ``subject`` is a real image's person (empty for synthetic ones), so MRMC tools can treat one
+    person's slices as one case."""
     trials = (
         Trial.objects.filter(session__reader__study=study)
-        .select_related("session__reader__user", "bank_image")
+        .select_related("session__reader__user", "bank_image__subject")
         .order_by("session__reader_id", "position")
     )
     rows = []
@@ -211,6 +213,7 @@ def calls_rows(*, study: Study) -> list[dict]:
                 "reader": reader_label(reader),
                 "role": reader.get_role_display(),
                 "case": trial.bank_image_id,
+                "subject": trial.bank_image.subject.label if trial.bank_image.subject_id else "",
                 "truth": trial.bank_image.image_class,
                 "call": trial.call,
                 "confidence": trial.confidence,

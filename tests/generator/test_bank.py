@@ -55,10 +55,45 @@ def test_import_images_command_keeps_good_files_and_fails_loudly(tmp_path, capsy
     np.save(good, np.zeros((64, 64), np.float32))
     bad = tmp_path / "volume.npy"
     np.save(bad, np.zeros((4, 64, 64), np.float32))
+    with pytest.raises(CommandError, match="need their subject"):
+        call_command("import_images", str(good), "--generator", "theirs", "--class", "real")
+    assert not BankImage.objects.exists()
     with pytest.raises(CommandError, match="1 file"):
-        call_command("import_images", str(good), str(bad), "--generator", "theirs", "--class", "real")
+        call_command(
+            "import_images", str(good), str(bad), "--generator", "theirs", "--class", "real", "--subject", "pat-9"
+        )
     assert "imported" in capsys.readouterr().out
-    assert BankImage.objects.get().image_class == "real"
+    image = BankImage.objects.get()
+    assert (image.image_class, image.subject.label) == ("real", "pat-9")
+
+
+@pytest.mark.django_db
+def test_real_images_of_several_people_take_a_manifest(tmp_path):
+    files = []
+    for name in ("a.npy", "b.npy", "c.npy"):
+        np.save(tmp_path / name, np.random.default_rng(len(files)).uniform(-1, 1, (32, 32)).astype(np.float32))
+        files.append(tmp_path / name)
+    manifest = tmp_path / "subjects.csv"
+    manifest.write_text("file,subject\nscans/a.npy,pat-1\nb.npy,pat-1\nc.npy,pat-2\n")
+    call_command(
+        "import_images",
+        *map(str, files),
+        "--generator",
+        "their-hospital",
+        "--class",
+        "real",
+        "--manifest",
+        str(manifest),
+    )
+    by_file = {image.external_checksum: image.subject.label for image in BankImage.objects.select_related("subject")}
+    assert sorted(by_file.values()) == ["pat-1", "pat-1", "pat-2"]
+    manifest.write_text("file,subject\na.npy,pat-1\n")
+    with pytest.raises(CommandError, match=r"none given for b\.npy, c\.npy"):
+        call_command(
+            "import_images", *map(str, files), "--generator", "x", "--class", "real", "--manifest", str(manifest)
+        )
+    with pytest.raises(CommandError, match="Synthetic images show no person"):
+        call_command("import_images", str(files[0]), "--generator", "x", "--class", "synthetic", "--subject", "p")
 
 
 @pytest.mark.django_db

@@ -10,19 +10,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from generator.ml import volumes
+from generator.ml.patients import patient_key
 from generator.ml.volumes import LoadedVolume, VolumeError, file_checksum, load_volume
+from tests.factories import AXIAL, PATIENT_TAGS, write_dicom_series
 
-PATIENT_TAGS = {
-    "0010|0010": "DOE^JANE",  # patient name
-    "0010|0020": "PID-314159",  # patient ID
-    "0010|0030": "19600101",  # birth date
-    "0008|0020": "20240102",  # study date
-    "0008|0080": "St Elsewhere Hospital",  # institution
-}
-AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # rows run to the patient's left, columns to posterior
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)  # rows to posterior, columns to inferior
 
 
@@ -33,51 +26,6 @@ def brain_like(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 def save_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
     nib.save(nib.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0]) if affine is None else affine), path)
     return path
-
-
-def write_dicom_series(
-    folder: Path,
-    array_xyz: np.ndarray,
-    *,
-    spacing: tuple[float, float, float] = (4.0, 3.0, 5.0),
-    origin_lps: tuple[float, float, float] = (-100.0, -120.0, -60.0),
-    orientation: tuple[float, ...] = AXIAL,
-    series_uid: str = "1.2.826.0.1.3680043.2.1125.7.1",
-    series_number: int = 3,
-    description: str = "T1 MPRAGE",
-    positions: list[int] | None = None,
-) -> Path:
-    """One file per slice, with patient tags, written by SimpleITK; slice k lies k·spacing[2] along the normal."""
-    folder.mkdir(parents=True, exist_ok=True)
-    normal = np.cross(orientation[:3], orientation[3:])
-    saved_locale = locale.setlocale(locale.LC_ALL)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    slice_positions = positions if positions is not None else list(range(array_xyz.shape[2]))
-    for number, k in enumerate(slice_positions):
-        image = sitk.GetImageFromArray(np.ascontiguousarray(array_xyz[:, :, number % array_xyz.shape[2]].T))
-        image.SetSpacing(spacing[:2])
-        position = np.asarray(origin_lps) + k * spacing[2] * normal
-        tags = {
-            **PATIENT_TAGS,
-            "0008|0060": "MR",
-            "0020|000d": "1.2.826.0.1.3680043.2.1125.7",
-            "0020|000e": series_uid,
-            "0020|0011": str(series_number),
-            "0008|103e": description,
-            "0020|0037": "\\".join(f"{v:g}" for v in orientation),
-            "0020|0032": "\\".join(f"{v:.4f}" for v in position),
-            "0020|0013": str(number + 1),
-            "0008|0018": f"{series_uid}.{number + 1}",
-        }
-        for tag, value in tags.items():
-            image.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"IM{series_number:02d}{number:04d}.dcm"))
-        writer.Execute(image)
-    # GDCM's DICOM writer leaves the process in the C locale (text then decodes as ASCII in every
-    # later test of the run); put back what the process had. Our code only reads DICOM.
-    locale.setlocale(locale.LC_ALL, saved_locale)
-    return folder
 
 
 def marked_series(shape: tuple[int, int, int] = (40, 50, 30), marker: tuple[int, int, int] = (10, 20, 5)):
@@ -251,9 +199,10 @@ def test_dicom_series_loads_with_ras_geometry(tmp_path, orientation):
 
 
 def test_dicom_patient_data_is_not_kept(tmp_path):
-    volume = load_volume(write_dicom_series(tmp_path / "series", marked_series()))
+    volume = load_volume(write_dicom_series(tmp_path / "series", marked_series()), patient_secret=b"key")
 
-    assert {field for field in vars(volume)} == {"data", "affine", "voxel_size_mm", "source_format"}
+    assert {field for field in vars(volume)} == {"data", "affine", "voxel_size_mm", "source_format", "patient_key"}
+    assert volume.patient_key == patient_key(PATIENT_TAGS["0010|0020"], secret=b"key")  # a keyed hash, not the ID
     kept = pickle.dumps(volume)
     for value in [*PATIENT_TAGS.values(), "T1 MPRAGE", "1.2.826.0.1.3680043"]:
         assert value.encode() not in kept, f"{value} kept in the loaded volume"

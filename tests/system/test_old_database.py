@@ -23,8 +23,9 @@ CALLS = "SELECT id, session_id, position, bank_image_id, call, expired, shown_at
 READ_BACK = """
 import json
 from django.contrib.contenttypes.models import ContentType
+from django.db.models import F
 from generator.ml.rendering import pixel_checksum
-from generator.models import BankImage
+from generator.models import BankImage, Subject, Volume
 from readerstudy.core.models import ProbeJob, ProbeTick
 from readerstudy.reading.models import Study
 from readerstudy.results.models import MachineObserverJob
@@ -39,6 +40,13 @@ print(json.dumps({
     "rows": [{k: row.get(k) for k in ("reader", "tp", "fn", "fp", "tn", "expired")} for row in rows],
     "image": {"pk": image.pk, "stored": image.pixel_checksum, "read": pixel_checksum(png)},
     "probe": [ProbeJob.objects.get().state, ProbeTick.objects.count()],
+    "subjects": {
+        "labels": list(Subject.objects.values_list("label", flat=True)),
+        "volumes": [[v.pk, v.subject.label] for v in Volume.objects.order_by("pk")],
+        "real_without_subject": BankImage.objects.filter(image_class="real", subject=None).count(),
+        "real_of_their_volume": BankImage.objects.filter(image_class="real", subject=F("volume__subject")).count(),
+        "synthetic_with_subject": BankImage.objects.filter(image_class="synthetic").exclude(subject=None).count(),
+    },
     "observer": [MachineObserverJob.objects.get().state, MachineObserverJob.objects.get().study_id],
     "content_types": {
         f"{ct.app_label}.{ct.model}": ct.pk
@@ -108,6 +116,15 @@ def test_a_database_from_e1e0ce7_migrates_to_head_keeping_every_call(old_install
     assert row["tp"] + row["fn"] + row["fp"] + row["tn"] + row["expired"] == len(main_calls) == 8
     assert found["image"]["read"] == found["image"]["stored"]
     assert found["probe"] == ["succeeded", 10]
+    # Subjects are people (0005): the one volume became one subject with its old label, and every
+    # real image shows its volume's subject.
+    assert found["subjects"] == {
+        "labels": ["sub-001"],
+        "volumes": [[1, "sub-001"]],
+        "real_without_subject": 0,
+        "real_of_their_volume": 24,
+        "synthetic_with_subject": 0,
+    }
     assert found["observer"][0] == "failed" and found["observer"][1] is not None
     # The moved models' content types keep their ids (permissions and admin log entries follow).
     assert found["content_types"] == {

@@ -4,14 +4,15 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from generator.bank import images_import
+from generator.bank import images_import, subject_manifest_read
 from readerstudy.core.errors import ApplicationError
 
 
 class Command(BaseCommand):
     help = (
         "Import 2D images (PNG/TIFF 8- or 16-bit, NumPy .npy, 2D NIfTI) into the bank through the same renderer. "
-        "Integers map their type's full range to [-1, 1]; floats must lie in [-1, 1] or [0, 1]."
+        "Integers map their type's full range to [-1, 1]; floats must lie in [-1, 1] or [0, 1]. Real images "
+        "name the person they show: --subject for all, or --manifest file,subject."
     )
 
     def add_arguments(self, parser) -> None:
@@ -20,18 +21,25 @@ class Command(BaseCommand):
         parser.add_argument("--class", dest="image_class", choices=["real", "synthetic"], required=True)
         parser.add_argument("--note", default="")
         parser.add_argument("--size", type=int, help="refuse images of any other matrix size")
+        parser.add_argument("--subject", default="", help="real images: the person all these files show")
+        parser.add_argument(
+            "--manifest", type=Path, help="real images of several people: a CSV with columns file,subject"
+        )
 
-    def handle(self, *args, paths, generator, image_class, note, size, **options) -> None:
-        missing = [str(p) for p in paths if not p.is_file()]
+    def handle(self, *args, paths, generator, image_class, note, size, subject, manifest, **options) -> None:
+        missing = [str(p) for p in [*paths, *([manifest] if manifest else [])] if not p.is_file()]
         if missing:
             raise CommandError(f"No such file: {', '.join(missing)}")
         try:
+            subject_labels = subject_manifest_read(manifest.read_text(encoding="utf-8")) if manifest else None
             results = images_import(
                 files=[(p, p.name) for p in paths],
                 generator_name=generator,
                 image_class=image_class,
                 note=note,
                 expected_size=size,
+                subject_label=subject,
+                subject_labels=subject_labels,
             )
         except ApplicationError as error:
             raise CommandError(str(error)) from error

@@ -23,7 +23,14 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", required=True, help="dataset name (created if new)")
         parser.add_argument("--fov-mm", type=float, default=None, help="field of view of a new dataset (default 180)")
         parser.add_argument(
-            "--label", action="append", default=[], metavar="FILE=LABEL", help="subject label for a file"
+            "--subject",
+            "--label",
+            dest="label",
+            action="append",
+            default=[],
+            metavar="FILE=LABEL",
+            help="the subject (person) a file shows; repeat per file. Unnamed DICOM series link by a keyed hash "
+            "of their patient ID; other unnamed files become new subjects",
         )
         parser.add_argument("--queue", action="store_true", help="queue alignment on the workers instead of here")
         parser.add_argument("--materialise", type=Path, metavar="DIR", help="also write the dataset's slices here")
@@ -70,7 +77,7 @@ class Command(BaseCommand):
         for item in items:
             name, _, subject = item.partition("=")
             if not subject:
-                raise CommandError(f"--label takes FILE=LABEL, not {item!r}.")
+                raise CommandError(f"--subject takes FILE=LABEL, not {item!r}.")
             labels[Path(name).name] = subject
         return labels
 
