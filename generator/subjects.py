@@ -1,12 +1,14 @@
 """Subjects are people: link volumes and real images to subjects, find subjects shared by two
-sets of volumes, and merge two subjects found to be one person (audited)."""
+sets of volumes, merge two subjects found to be one person (audited), and make the demo's
+pseudo-subjects."""
 
 from __future__ import annotations
 
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -139,3 +141,18 @@ def subject_merge(*, keep: Subject, merge: Subject, user, reason: str = "") -> S
         )
         merged.delete()
     return record
+
+
+def mni152_template_path() -> Path:
+    """The MNI152 2009 T1 template inside the nilearn wheel (no download)."""
+    import nilearn
+
+    return Path(nilearn.__file__).parent / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+
+
+def pseudo_subject_files(*, count: int, on_written: Callable[[int, Path], None] | None = None) -> list[Path]:
+    """Demo pseudo-subjects made from the template, cached in var/demo-subjects (made once)."""
+    from generator.ml.pseudo_subjects import write_pseudo_subjects  # scipy and nibabel: only here
+
+    folder = Path(settings.VAR_DIR) / "demo-subjects"
+    return write_pseudo_subjects(mni152_template_path(), folder, count=count, on_written=on_written)

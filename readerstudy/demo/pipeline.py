@@ -1,21 +1,26 @@
-"""The demo pipeline `make demo` runs once the worker is up: the MNI152 template from the nilearn
-wheel ingested and aligned, a quick-64 DCGAN trained, the bank filled, and a demo study with its
-readers (one simulated reader already finished, so results show numbers at once).
+"""The demo pipeline `make demo` runs once the worker is up: demo pseudo-subjects made from the
+MNI152 template in the nilearn wheel (cached in var/), ingested and aligned, a quick-64 DCGAN
+trained on some of them, the bank filled (its memorisation screen holding the others out), a demo
+study with its readers (one simulated reader already finished, so results show numbers at once),
+and the machine observer run on it.
 
 Every step reuses what an earlier run left, so a second `make demo` is serving in seconds. Jobs
 run on the real worker; each is followed with a progress bar."""
 
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from django.utils import timezone
+from tqdm import tqdm
 
 from generator.bank import bank_fill_create
 from generator.ingest import dataset_get_or_create, volumes_ingest
-from generator.models import BankFillJob, BankImage, TrainingJob, Volume
+from generator.models import BankFillJob, BankImage, Dataset, Subject, TrainingJob, Volume
+from generator.subjects import pseudo_subject_files, subject_get_or_create
 from generator.training_jobs import training_job_create
 from generator.volumes import alignment_job_create
 from readerstudy.core.accounts import account_ensure
@@ -27,8 +32,14 @@ from readerstudy.reading.readers import reader_add
 from readerstudy.reading.sessions import session_build, study_open, study_pools_from_bank
 from readerstudy.reading.studies import study_create
 from readerstudy.reading.trials import call_record, trial_current, trial_serve
+from readerstudy.results.observer import machine_observer_create, machine_observer_latest
 
 DATASET = "demo-mni152"
+HELD_OUT_DATASET = "demo-mni152-held-out"
+PSEUDO_SUBJECT_NOTE = (
+    "Demo pseudo-subject, not a person: the MNI152 2009 T1 template (nilearn) with a random head size, "
+    "ventricle size, smooth deformation, bias field, noise and pose (generator/ml/pseudo_subjects.py, seed {seed})."
+)
 STUDY = "Demo study"
 SIMULATED_READER = "demo-simulated"
 # (username, password, study role, years of experience): the readers a newcomer can log in as.
@@ -44,6 +55,10 @@ class DemoSizes:
     """How big the demo is: the paper's session on a bank of 200 + 200; `tiny` for tests."""
 
     training_steps: int | None = None  # None: the quick-64 preset's budget
+    # Pseudo-subjects the generator trains on (their slices are the study's real images) and ones
+    # only the memorisation screen sees, as held-out people.
+    training_subjects: int = 6
+    held_out_subjects: int = 2
     bank_per_class: int = 200
     images_per_session: int = 50
     synthetic_min: int = 20
@@ -65,45 +80,55 @@ class DemoSizes:
 Follow = Callable[..., object]  # readerstudy.core.follow.job_follow
 
 
-def template_path() -> Path:
-    import nilearn
-
-    return Path(nilearn.__file__).parent / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
-
-
 def _pending(jobs):
     return jobs.exclude(state__in=FINISHED_STATES).order_by("-pk").first()
 
 
-def demo_volume(*, follow: Follow) -> Volume:
-    dataset = dataset_get_or_create(name=DATASET)
-    if not dataset.volumes.exists():
-        results = volumes_ingest(dataset=dataset, files=[(template_path(), "mni152_2009_t1_from_nilearn.nii.gz")])
-        if results[0].outcome != "stored":
-            raise RuntimeError(f"Could not ingest the demo template: {results[0].message}")
-    volume = dataset.volumes.order_by("pk").first()
-    if volume.status != Volume.Status.READY:
-        job = _pending(volume.alignment_jobs.all()) or alignment_job_create(volume=volume)
-        follow(job, label="aligning the MNI152 template", unit="step")
-        volume.refresh_from_db()
-    return volume
+def demo_subject_files(*, count: int) -> list[Path]:
+    """The pseudo-subjects' NIfTI files, made once and cached in var/ (seconds each)."""
+    with tqdm(total=count, desc="making demo pseudo-subjects", unit="subject", file=sys.stderr) as bar:
+        paths = pseudo_subject_files(count=count, on_written=lambda *_: bar.update(1))
+        bar.update(count - bar.n)  # the cached ones
+    return paths
 
 
-def demo_training_job(*, volume: Volume, sizes: DemoSizes, follow: Follow) -> TrainingJob:
-    jobs = TrainingJob.objects.filter(dataset=volume.dataset)
+def demo_volumes(*, sizes: DemoSizes, follow: Follow) -> tuple[Dataset, Dataset]:
+    """The training and the held-out dataset of pseudo-subjects, every volume aligned."""
+    training, held_out = dataset_get_or_create(name=DATASET), dataset_get_or_create(name=HELD_OUT_DATASET)
+    paths = demo_subject_files(count=sizes.training_subjects + sizes.held_out_subjects)
+    for index, path in enumerate(paths):
+        label = f"demo-pseudo-{index + 1:02d}"
+        if Volume.objects.filter(subject__label=label).exists():
+            continue
+        subject_get_or_create(label=label, kind=Subject.Kind.DEMO_PSEUDO, note=PSEUDO_SUBJECT_NOTE.format(seed=index))
+        dataset = training if index < sizes.training_subjects else held_out
+        [result] = volumes_ingest(dataset=dataset, files=[(path, path.name)], subject_labels={path.name: label})
+        if result.outcome == "error":
+            raise RuntimeError(f"Could not ingest the demo pseudo-subject {label}: {result.message}")
+    waiting = Volume.objects.filter(dataset__in=[training, held_out]).exclude(status=Volume.Status.READY)
+    jobs = [_pending(volume.alignment_jobs.all()) or alignment_job_create(volume=volume) for volume in waiting]
+    for number, job in enumerate(jobs, start=1):  # all queued at once: the worker never waits for us
+        follow(job, label=f"aligning pseudo-subject {number} of {len(jobs)}", unit="step")
+    return training, held_out
+
+
+def demo_training_job(*, dataset: Dataset, sizes: DemoSizes, follow: Follow) -> TrainingJob:
+    jobs = TrainingJob.objects.filter(dataset=dataset)
     done = jobs.filter(state=JobState.SUCCEEDED).exclude(generator_file="").order_by("-pk").first()
     if done:
         return done
-    job = _pending(jobs) or training_job_create(dataset=volume.dataset, steps=sizes.training_steps, seed=0)
+    job = _pending(jobs) or training_job_create(dataset=dataset, steps=sizes.training_steps, seed=0)
     return follow(job, label="training the quick-64 DCGAN", unit="step")
 
 
-def demo_bank(*, training_job: TrainingJob, sizes: DemoSizes, follow: Follow) -> None:
+def demo_bank(*, training_job: TrainingJob, held_out: Dataset, sizes: DemoSizes, follow: Follow) -> None:
     have = BankImage.objects.filter(image_class=BankImage.ImageClass.SYNTHETIC, training_job=training_job).count()
     if have >= sizes.bank_per_class:
         return
     fills = BankFillJob.objects.filter(training_job=training_job)
-    job = _pending(fills) or bank_fill_create(training_job=training_job, synthetic_count=sizes.bank_per_class, seed=0)
+    job = _pending(fills) or bank_fill_create(
+        training_job=training_job, synthetic_count=sizes.bank_per_class, held_out_dataset=held_out, seed=0
+    )
     follow(job, label="filling the bank (screened)", unit="image")
 
 
@@ -158,8 +183,19 @@ def simulated_reading(*, reader: Reader, right_share: float, seed: int) -> Readi
     return session
 
 
+def demo_observer(*, study: Study, follow: Follow) -> None:
+    """The machine observer's row on the demo's results page: real images from several
+    pseudo-subjects let it hold whole subjects out."""
+    if machine_observer_latest(study=study) is not None:
+        return
+    job = _pending(study.observer_jobs.all()) or machine_observer_create(study=study, seed=0)
+    follow(job, label="running the machine observer", unit="epoch")
+
+
 def demo_pipeline(*, sizes: DemoSizes, follow: Follow) -> Study:
-    volume = demo_volume(follow=follow)
-    training_job = demo_training_job(volume=volume, sizes=sizes, follow=follow)
-    demo_bank(training_job=training_job, sizes=sizes, follow=follow)
-    return demo_study(sizes=sizes)
+    training, held_out = demo_volumes(sizes=sizes, follow=follow)
+    training_job = demo_training_job(dataset=training, sizes=sizes, follow=follow)
+    demo_bank(training_job=training_job, held_out=held_out, sizes=sizes, follow=follow)
+    study = demo_study(sizes=sizes)
+    demo_observer(study=study, follow=follow)
+    return study

@@ -1,7 +1,9 @@
 """`make demo` end to end at a tiny size, from an empty var/: the embedded default (SQLite, the
-filesystem broker, a real worker), the template ingested and aligned, a DCGAN trained, the bank
-filled, the demo study built; then a demo reader reads a whole session in the browser and the
-researcher downloads table.csv, whose counts match the calls made. Screenshots for the README
+filesystem broker, a real worker), eight pseudo-subjects made from the template, ingested and
+aligned, a DCGAN trained on six, the bank filled and screened against the two held out, the demo
+study built and the machine observer run on it; then a demo reader reads a whole session in the
+browser and the researcher downloads table.csv, whose counts match the calls made and which
+holds the observer's row. Screenshots for the README
 are taken on the way, so they stay true."""
 
 import csv
@@ -96,11 +98,20 @@ def test_the_demo_serves_a_study_a_reader_reads_and_the_researcher_exports(demo,
     called_real = sum(key == "r" for key in calls.values())
     assert int(mine["tp"]) + int(mine["fp"]) == called_real  # what was called real, whatever its truth
     assert "demo-simulated (simulated)" in rows
+    observer = rows["machine observer"]  # held out by subject: six pseudo-subjects make that possible
+    assert int(observer["tp"]) + int(observer["fn"]) >= 1 and int(observer["fp"]) + int(observer["tn"]) >= 1
+    expect(researcher.locator("table")).to_contain_text("machine observer")
     researcher.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     researcher.screenshot(path=str(screenshots / "results.png"), full_page=True)
 
     admin = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
     _log_in(admin, url, "demo-admin", "synthread-admin")
+    subjects = admin.request.get(f"{url}/api/v1/subjects/").json()
+    listed = subjects["results"] if isinstance(subjects, dict) else subjects
+    assert len(listed) == 8 and {s["kind_display"] for s in listed} == {"demo pseudo-subject"}
+    assert sorted(len(s["datasets"]) for s in listed) == [1] * 8
+    admin.goto(f"{url}/admin/generator/subject/")
+    expect(admin.locator("#result_list")).to_contain_text("demo pseudo-subject")
     admin.goto(f"{url}/generator/training/")
     admin.click("table a >> nth=0")
     expect(admin.locator("h1")).to_contain_text("Training job")
