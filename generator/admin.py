@@ -159,8 +159,18 @@ class VolumeCorrectionInline(admin.TabularInline):
 @admin.register(Volume)
 class VolumeAdmin(admin.ModelAdmin):
     change_list_template = "admin/generator/volume/change_list.html"
-    list_display = ("__str__", "thumbnail", "status", "shape_text", "voxels_text", "source_name", "created_at")
-    list_filter = ("dataset", "status")
+    list_display = (
+        "__str__",
+        "subject",
+        "thumbnail",
+        "status",
+        "shape_text",
+        "voxels_text",
+        "source_name",
+        "created_at",
+    )
+    list_filter = ("dataset", "status", "subject__kind")
+    list_select_related = ("dataset", "subject")
     search_fields = ("subject__label", "source_name")
     readonly_fields = (
         "dataset",

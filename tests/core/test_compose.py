@@ -39,5 +39,7 @@ def test_services_share_the_media_volume_and_wait_for_healthy_backends():
         assert "media:/data" in services[name]["volumes"]
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert services[name]["environment"]["CELERY_BROKER_URL"].startswith("redis://redis")
+        # One subject key for every node, required: a node with its own would split patients.
+        assert services[name]["environment"]["SUBJECT_HASH_KEY"].startswith("${SUBJECT_HASH_KEY:?")
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert "ping" in services["redis"]["healthcheck"]["test"]
