@@ -192,7 +192,8 @@ def _study():
 
     from generator.bank import bank_image_store
     from readerstudy.reading.models import Study
-    from readerstudy.reading.sessions import study_open, study_pools_from_bank
+    from readerstudy.reading.pools import study_pools_from_bank
+    from readerstudy.reading.sessions import study_open
 
     rng = np.random.default_rng(0)
     for image_class in ("real", "synthetic"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 
 from generator.ml.grid import PAPER_GRID
@@ -27,12 +27,25 @@ logger = logging.getLogger(__name__)
 
 BATCH = 64
 HELD_OUT_SLICES_PER_VOLUME = 200
-# Latent seeds of a fill are fill_seed * SEED_STRIDE + i: distinct across fills, recomputable.
-SEED_STRIDE = 1_000_000
+
+
+class DuplicatePixels(ApplicationError):
+    """The bank already holds an active image with exactly these pixels (``twin``)."""
+
+    def __init__(self, twin: BankImage) -> None:
+        super().__init__(f"same pixels as bank image {twin.pk}")
+        self.twin = twin
+
+
+def _active_twin(checksum: str) -> BankImage | None:
+    return BankImage.objects.filter(pixel_checksum=checksum, status=BankImage.Status.ACTIVE).first()
 
 
 def bank_image_store(*, pixels: np.ndarray, image_class: str, **provenance) -> BankImage:
-    """Render through the one renderer and store under an opaque random key."""
+    """Render through the one renderer and store under an opaque random key.
+
+    One copy of each image: active pixels already in the bank raise DuplicatePixels (nothing is
+    stored); an image stored excluded (a screened-out draw) may repeat."""
     key = secrets.token_hex(16)
     image = BankImage(
         image_class=image_class,
@@ -41,9 +54,30 @@ def bank_image_store(*, pixels: np.ndarray, image_class: str, **provenance) -> B
         pixel_checksum=pixel_checksum(to_display_uint8(pixels)),
         **provenance,
     )
+    active = image.status == BankImage.Status.ACTIVE
+    if active and (twin := _active_twin(image.pixel_checksum)) is not None:
+        raise DuplicatePixels(twin)
     image.file.save(f"{key}.png", ContentFile(render_png(pixels)), save=False)
-    image.save()
+    try:
+        with transaction.atomic():
+            image.save()
+    except IntegrityError:  # the same pixels stored by a concurrent fill or import a moment ago
+        image.file.storage.delete(image.file.name)
+        twin = _active_twin(image.pixel_checksum) if active else None
+        if twin is None:
+            raise
+        raise DuplicatePixels(twin) from None
     return image
+
+
+def bank_image_store_or_exclude(*, pixels: np.ndarray, image_class: str, **provenance) -> BankImage:
+    """Store a fill's image; a draw whose pixels the bank already holds is kept excluded, with its
+    twin named, so every latent seed and grid slice drawn stays accounted for."""
+    try:
+        return bank_image_store(pixels=pixels, image_class=image_class, **provenance)
+    except DuplicatePixels as duplicate:
+        provenance |= {"status": BankImage.Status.EXCLUDED, "exclusion_reason": str(duplicate)}
+        return bank_image_store(pixels=pixels, image_class=image_class, **provenance)
 
 
 def bank_image_exclude(*, image: BankImage, reason: str) -> None:
@@ -79,12 +113,17 @@ def bank_fill_create(
     if held_out_dataset is not None:
         _check_held_out(training=training_job.dataset, held_out=held_out_dataset)
     with transaction.atomic():
+        # The job's next block of latent seeds: a fill never draws a seed another fill drew.
+        locked = TrainingJob.objects.select_for_update().get(pk=training_job.pk)
+        first_latent_seed = locked.next_latent_seed
+        TrainingJob.objects.filter(pk=locked.pk).update(next_latent_seed=first_latent_seed + synthetic_count)
         job = BankFillJob.objects.create(
             training_job=training_job,
             synthetic_count=synthetic_count,
             real_count=synthetic_count if real_count is None else real_count,
             held_out_dataset=held_out_dataset,
             seed=seed,
+            first_latent_seed=first_latent_seed,
         )
         job_enqueue(job=job)
     return job
@@ -165,6 +204,28 @@ def _held_out_images(
     return np.concatenate(images) if images else None
 
 
+def _real_slice_picks(job: BankFillJob, volumes: list[Volume]) -> list[tuple[int, int]]:
+    """(volume position, grid index) of the fill's real slices: drawn without replacement, and
+    never a slice an earlier fill put in the bank. Fixed by the seed and the other fills' slices,
+    so a fill re-run after its worker died draws the same list."""
+    taken = set(
+        BankImage.objects.filter(volume__in=volumes, image_class=BankImage.ImageClass.REAL)
+        .exclude(fill_job=job)
+        .values_list("volume_id", "grid_index")
+    )
+    free = len(volumes) * len(PAPER_GRID) - len(taken)
+    if job.real_count > free:
+        raise ApplicationError(f"The training volumes have {free} grid slices not in the bank; {job.real_count} asked.")
+    rng = np.random.default_rng(job.seed)
+    picks: list[tuple[int, int]] = []
+    while len(picks) < job.real_count:
+        position, grid_index = int(rng.integers(len(volumes))), int(rng.integers(len(PAPER_GRID)))
+        if (volumes[position].pk, grid_index) not in taken:
+            taken.add((volumes[position].pk, grid_index))
+            picks.append((position, grid_index))
+    return picks
+
+
 def bank_fill_work(job: BankFillJob, handle: JobHandle) -> None:
     from generator.ml.dcgan import TrainingConfig
     from generator.ml.screening import (
@@ -204,11 +265,11 @@ def bank_fill_work(job: BankFillJob, handle: JobHandle) -> None:
     generated_features = []
     for start in range(synthetic_done, job.synthetic_count, BATCH):
         handle.checkpoint()
-        seeds = [job.seed * SEED_STRIDE + i for i in range(start, min(start + BATCH, job.synthetic_count))]
+        seeds = [job.first_latent_seed + i for i in range(start, min(start + BATCH, job.synthetic_count))]
         images = generate_from_seeds(generator, seeds)
         generated_features.append(index.features_of(images))
         for seed, pixels, result in zip(seeds, images, screen(index, images, threshold), strict=True):
-            bank_image_store(
+            bank_image_store_or_exclude(
                 pixels=pixels,
                 image_class=BankImage.ImageClass.SYNTHETIC,
                 training_job=training_job,
@@ -221,14 +282,13 @@ def bank_fill_work(job: BankFillJob, handle: JobHandle) -> None:
         handle.report(step=start + len(seeds) + real_done, total=total, stage="generating")
 
     # Real images come from the very grid the generator trained on, each recording its slice.
-    rng = np.random.default_rng(job.seed)
-    picks = [(int(rng.integers(len(sources))), int(rng.integers(len(PAPER_GRID)))) for _ in range(job.real_count)]
+    picks = _real_slice_picks(job, [volume for volume, _ in volumes_and_sources])
     for start in range(real_done, job.real_count, BATCH):
         handle.checkpoint()
         for source_index, grid_index in picks[start : start + BATCH]:
             volume, source = volumes_and_sources[source_index]
             pixels = _grid_slices(source, np.array([grid_index]), size=size, fov_mm=fov_mm)[0]
-            bank_image_store(
+            bank_image_store_or_exclude(
                 pixels=pixels,
                 image_class=BankImage.ImageClass.REAL,
                 volume=volume,
@@ -269,9 +329,13 @@ def bank_fill_work(job: BankFillJob, handle: JobHandle) -> None:
 @dataclass
 class ImportResult:
     name: str
-    ok: bool
+    outcome: str  # "imported", "duplicate" (the same pixels are in the bank: not stored) or "refused"
     message: str
     image: BankImage | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome != "refused"
 
 
 def images_import(
@@ -308,14 +372,18 @@ def images_import(
                 subject=subject,
                 note=note,
             )
+        except DuplicatePixels as duplicate:
+            results.append(ImportResult(name, "duplicate", f"Not stored: {duplicate}.", duplicate.twin))
+            continue
         except (ImageImportError, ApplicationError) as error:
-            results.append(ImportResult(name, False, str(error)))
+            results.append(ImportResult(name, "refused", str(error)))
             continue
         except Exception as error:  # a reader library's surprise must not cost the rest of the batch
             logger.exception("Unexpected failure importing %s", name)
-            results.append(ImportResult(name, False, f"Could not read this file: {type(error).__name__}: {error}"))
+            message = f"Could not read this file: {type(error).__name__}: {error}"
+            results.append(ImportResult(name, "refused", message))
             continue
-        results.append(ImportResult(name, True, f"Imported as {image} ({image.matrix_size}²).", image))
+        results.append(ImportResult(name, "imported", f"Imported as {image} ({image.matrix_size}²).", image))
     return results
 
 

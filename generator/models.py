@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db import models
 
-from readerstudy.core.errors import EvidenceFrozen
+from readerstudy.core.errors import ApplicationError, EvidenceFrozen
 from readerstudy.core.jobs import LeasedJob
 
 
@@ -161,6 +161,9 @@ class TrainingJob(LeasedJob):
     config = models.JSONField(help_text="The full training configuration (generator.ml.dcgan.TrainingConfig).")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     generator_file = models.FileField(upload_to="training/", max_length=255, blank=True)
+    # Latent seeds handed out to bank fills so far: each fill takes the next block, so no two fills
+    # of a job ever draw the same seed (and the same image) twice.
+    next_latent_seed = models.BigIntegerField(default=0)
     metrics = models.JSONField(
         default=list,
         blank=True,
@@ -220,6 +223,13 @@ class BankImage(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["image_class", "status"])]
+        constraints = [
+            # One copy of each image: a reader must never meet the same pixels twice, nor a revealed
+            # image's twin. Excluded images may repeat (a fill's screened-out draw, an old twin).
+            models.UniqueConstraint(
+                fields=["pixel_checksum"], condition=models.Q(status="active"), name="one_active_image_per_pixels"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"bank image {self.pk} ({self.image_class}, {self.status})"
@@ -244,6 +254,10 @@ class BankImage(models.Model):
                 changed = {name for name, value in stored.items() if _field_value(self, name) != value}
                 if changed - self.MUTABLE_WHEN_EVIDENCE:
                     raise EvidenceFrozen(f"{self} has been shown to a reader; only its status may change.")
+            if self.status == self.Status.ACTIVE and stored and stored["status"] != self.status:
+                twin = BankImage.objects.filter(pixel_checksum=self.pixel_checksum, status=self.Status.ACTIVE).first()
+                if twin is not None:  # said here, not as the database's IntegrityError
+                    raise ApplicationError(f"{self} cannot be active again: same pixels as bank image {twin.pk}.")
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
@@ -274,7 +288,10 @@ class BankFillJob(LeasedJob):
         related_name="+",
         help_text="Volumes of other subjects, never trained on: they set the screen's threshold.",
     )
-    seed = models.BigIntegerField(default=0)
+    seed = models.BigIntegerField(default=0, help_text="Draws the real slices and the held-out sample.")
+    first_latent_seed = models.BigIntegerField(
+        default=0, help_text="The fill's synthetic images use latent seeds first_latent_seed + 0, 1, …"
+    )
     report = models.JSONField(default=dict, blank=True, help_text="Threshold, exclusions, data-copying statistic.")
 
     def __str__(self) -> str:

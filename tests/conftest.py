@@ -21,7 +21,7 @@ from scipy.ndimage import gaussian_filter
 
 from generator.bank import bank_image_store
 from readerstudy.reading.models import Study
-from readerstudy.reading.sessions import study_set_pools
+from readerstudy.reading.pools import study_set_pools
 from tests.factories import REAL, SYNTHETIC, bank_images
 from tests.support import FAST_LEASES
 

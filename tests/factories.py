@@ -17,7 +17,8 @@ from generator.models import BankImage, Dataset, Subject, Volume
 from readerstudy.core.models import ProbeJob
 from readerstudy.core.roles import Role, user_set_role
 from readerstudy.reading.models import Reader, ReadingSession, Study, Trial
-from readerstudy.reading.sessions import session_build, study_set_pools
+from readerstudy.reading.pools import study_set_pools
+from readerstudy.reading.sessions import session_build
 
 PASSWORD = "correct-horse-battery"
 REAL, SYNTHETIC = BankImage.ImageClass.REAL, BankImage.ImageClass.SYNTHETIC

@@ -27,9 +27,10 @@ from readerstudy.core.accounts import account_ensure
 from readerstudy.core.jobs import FINISHED_STATES, JobState
 from readerstudy.core.roles import Role
 from readerstudy.reading.models import Reader, ReadingSession, Study
+from readerstudy.reading.pools import study_pools_from_bank
 from readerstudy.reading.quiz import QUIZ_SIZE, quiz_pool_counts, quiz_pool_fill
 from readerstudy.reading.readers import reader_add
-from readerstudy.reading.sessions import session_build, study_open, study_pools_from_bank
+from readerstudy.reading.sessions import session_build, study_open
 from readerstudy.reading.studies import study_create
 from readerstudy.reading.trials import call_record, trial_current, trial_serve
 from readerstudy.results.observer import machine_observer_create, machine_observer_latest
@@ -55,9 +56,10 @@ class DemoSizes:
     """How big the demo is: the paper's session on a bank of 200 + 200; `tiny` for tests."""
 
     training_steps: int | None = None  # None: the quick-64 preset's budget
-    # Pseudo-subjects the generator trains on (their slices are the study's real images) and ones
-    # only the memorisation screen sees, as held-out people.
-    training_subjects: int = 6
+    # Pseudo-subjects the generator trains on (their slices are the study's real images: the quiz
+    # and the training pool take a person or two, the main pool the rest, spread over a session)
+    # and ones only the memorisation screen sees, as held-out people.
+    training_subjects: int = 12
     held_out_subjects: int = 2
     bank_per_class: int = 200
     images_per_session: int = 50
@@ -69,6 +71,7 @@ class DemoSizes:
     def tiny(cls) -> "DemoSizes":
         return cls(
             training_steps=30,
+            training_subjects=6,
             bank_per_class=24,
             images_per_session=8,
             synthetic_min=3,

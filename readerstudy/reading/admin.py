@@ -7,9 +7,10 @@ from django.utils.html import format_html
 from readerstudy.core.errors import ApplicationError
 
 from .models import QuizImage, Reader, Study
+from .pools import study_pools_from_bank
 from .quiz import quiz_pool_counts
 from .readers import ReaderError, invitation_send, invitation_url, reader_progress
-from .sessions import study_close, study_open, study_pool_counts, study_pools_from_bank
+from .sessions import study_close, study_open, study_pool_counts
 
 
 class ReaderInline(admin.TabularInline):

@@ -108,6 +108,9 @@ class ReadingSession(models.Model):
     synthetic_count = models.PositiveIntegerField()
     main_order = models.JSONField(help_text="Bank image ids of the main phase, in reading order.")
     training_order = models.JSONField(help_text="Bank image ids of the training phase, in reading order.")
+    max_images_per_subject = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The most main-phase real images of one person (empty: built before #19)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -167,16 +170,45 @@ class PoolEntry(models.Model):
     bank_image = models.ForeignKey(
         "generator.BankImage", on_delete=models.PROTECT, related_name="pool_entries", db_index=False
     )
+    # The person a real image shows (its subject's id; minus the image's id where it has none, a
+    # person of one image), and its rank 0…m-1 among that person's entries of the pool: a session
+    # draws people first, then an image of each, without loading the pool.
+    subject_key = models.BigIntegerField(default=0)
+    subject_rank = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["study", "pool", "image_class", "rank"], name="one_pool_entry_per_rank"),
             models.UniqueConstraint(fields=["bank_image", "study"], name="one_pool_per_image_and_study"),
+            models.UniqueConstraint(
+                fields=["study", "pool", "image_class", "subject_key", "subject_rank"],
+                name="one_pool_entry_per_subject_rank",
+            ),
         ]
         verbose_name_plural = "pool entries"
 
     def __str__(self) -> str:
         return f"{self.pool} {self.image_class} #{self.rank} of {self.study}"
+
+
+class PoolSubject(models.Model):
+    """One person of one class of a study's pool, with how many entries they have: ranked 0…n-1,
+    so a session draws people at random by rank (real images: each person is spread evenly)."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="pool_subjects", db_index=False)
+    pool = models.CharField(max_length=16, choices=PoolEntry.Pool.choices)
+    image_class = models.CharField(max_length=16, choices=BankImage.ImageClass.choices)
+    rank = models.PositiveIntegerField()
+    subject_key = models.BigIntegerField()
+    size = models.PositiveIntegerField(help_text="The person's entries in this pool and class.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "pool", "image_class", "rank"], name="one_pool_subject_per_rank")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pool} {self.image_class} subject #{self.rank} of {self.study}"
 
 
 class QuizImage(models.Model):

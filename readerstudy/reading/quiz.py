@@ -6,6 +6,7 @@ the seed draws the images from the quiz pool, so the image URLs and the answer k
 recomputed from it. The quiz pool is kept apart from every study's pools (``QuizImage``)."""
 
 import secrets
+from collections import Counter
 
 import numpy as np
 from django.core import signing
@@ -14,6 +15,7 @@ from django.db import transaction
 from generator.models import BankImage
 from readerstudy.core.errors import ApplicationError
 
+from .apart import apart_from_main_pools, people_first_draw
 from .models import PoolEntry, QuizImage, Study
 
 QUIZ_SIZE = 10
@@ -27,20 +29,38 @@ class QuizError(ApplicationError):
 @transaction.atomic
 def quiz_pool_fill(*, per_class: int, seed: int | None = None) -> dict[str, int]:
     """Move ``per_class`` random active images of each class that no study uses into the quiz
-    pool. Returns the pool's size per class."""
+    pool. Its answers are public, so it takes no person and no pixels any main pool shows, and
+    its real images come from as few people as it takes (each of them is lost to main pools).
+    Returns the pool's size per class."""
     rng = np.random.default_rng(seed)
     free = BankImage.objects.filter(status=BankImage.Status.ACTIVE, quiz_entry__isnull=True).exclude(
         pk__in=PoolEntry.objects.values("bank_image")
     )
+    free = apart_from_main_pools(free).filter(matrix_size=_quiz_matrix_size(free))
     for image_class in BankImage.ImageClass.values:
-        ids = list(free.filter(image_class=image_class).order_by("pk").values_list("pk", flat=True))
-        if len(ids) < per_class:
-            raise QuizError(
-                f"Only {len(ids)} active {image_class} image(s) are in no study's pools; asked {per_class}."
-            )
-        chosen = rng.choice(np.asarray(ids, dtype=np.int64), size=per_class, replace=False)
+        of_class = free.filter(image_class=image_class)
+        if image_class == BankImage.ImageClass.REAL:
+            what = "real image(s) in no study's pools whose people no main pool shows"
+            chosen = people_first_draw(rng, of_class, per_class, what=what, error=QuizError)
+        else:
+            ids = list(of_class.order_by("pk").values_list("pk", flat=True))
+            if len(ids) < per_class:
+                raise QuizError(
+                    f"Only {len(ids)} active synthetic image(s) are in no study's pools; asked {per_class}."
+                )
+            chosen = rng.choice(np.asarray(ids, dtype=np.int64), size=per_class, replace=False)
         QuizImage.objects.bulk_create(QuizImage(bank_image_id=int(i)) for i in chosen)
     return quiz_pool_counts()
+
+
+def _quiz_matrix_size(free) -> int | None:
+    """One size for the whole quiz (a size would tell the classes apart): the pool's, else the most
+    common among the free images."""
+    current = QuizImage.objects.values_list("bank_image__matrix_size", flat=True).first()
+    if current is not None:
+        return current
+    sizes = Counter(free.values_list("matrix_size", flat=True))
+    return sizes.most_common(1)[0][0] if sizes else None
 
 
 def quiz_pool_counts() -> dict[str, int]:

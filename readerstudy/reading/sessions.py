@@ -7,30 +7,35 @@ pool kept apart from the main pool. In fixed-set mode one main set and one train
 when the study opens and every reader gets exactly those, each in their own order. The seed and
 the order are stored, so a session can be rebuilt and audited.
 
+Subjects are people (DESIGN.md): a session's real images are drawn person first, every person
+of the pool once before anyone twice (people uniformly without replacement, a round at a time;
+an image uniformly within each person), so among its real images per-person counts differ by at
+most one and "I have seen this brain" never means "real" while the pool has an unused person.
+
 A pool may hold a million images, so nothing here loads a whole pool: the entries of each pool
-and class are ranked 0…n-1 (``PoolEntry``), a session draws ranks with the seeded generator and
+and class are ranked 0…n-1 (``PoolEntry``), and its real images' people too (``PoolSubject``,
+with each person's entries ranked 0…m-1); a session draws ranks with the seeded generator and
 fetches only the rows at those ranks.
 """
 
+import functools
 import secrets
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from django.db import connections, transaction
-from django.db.models import Max, QuerySet, Window
-from django.db.models.functions import RowNumber
+from django.db import transaction
+from django.db.models import Count, Max, Q
 
 from generator.models import BankImage
-from readerstudy.core.errors import ApplicationError, EvidenceFrozen
+from readerstudy.core.errors import ApplicationError
 
-from .models import PoolEntry, Reader, ReadingSession, Study, Trial
+from .models import PoolEntry, PoolSubject, Reader, ReadingSession, Study, Trial
 
 # Ranks per query: far below PostgreSQL's 65,535 bind parameters and SQLite's 32,766.
 FETCH_CHUNK = 5000
-# A temporary table, one per connection: new pool entries wait there while the old ones go.
-STAGING_TABLE = "readerstudy_pool_staging"
 
 
 class SessionError(ApplicationError):
@@ -42,6 +47,7 @@ class SessionPlan:
     synthetic_count: int
     main_order: list[int]
     training_order: list[int]
+    max_images_per_subject: int | None = None  # among the main phase's real images
 
 
 @runtime_checkable
@@ -54,9 +60,24 @@ class RankedPool(Protocol):
         """The bank image id at each of these ranks whose image is still active."""
 
 
+@runtime_checkable
+class PeoplePool(Protocol):
+    """The real images of one pool by person: people at ranks 0…people-1, each person's entries
+    at subject ranks 0…size-1, some of whose images may be excluded."""
+
+    people: int
+
+    def people_at(self, ranks: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """(subject key, number of entries) of the person at each of these ranks."""
+
+    def active_of_people(self, picks: Sequence[tuple[int, int]]) -> dict[tuple[int, int], int]:
+        """The bank image id at each (subject key, subject rank) whose image is still active."""
+
+
 @dataclass(frozen=True)
 class IdsPool:
-    """A pool given as a plain list of ids, all active (what the pure tests draw from)."""
+    """A pool given as a plain list of ids, all active, each image on its own (what the pure tests
+    draw from, and a list given to ``session_plan``)."""
 
     ids: Sequence[int]
 
@@ -69,6 +90,31 @@ class IdsPool:
 
 
 @dataclass(frozen=True)
+class PeopleIdsPool(IdsPool):
+    """A pool of real images given as ids with one person (subject key) per id, all active."""
+
+    subjects: Sequence[int] = ()
+
+    @functools.cached_property
+    def _by_person(self) -> list[tuple[int, list[int]]]:
+        people: dict[int, list[int]] = {}
+        for key, image_id in zip(self.subjects, self.ids, strict=True):
+            people.setdefault(int(key), []).append(int(image_id))
+        return list(people.items())
+
+    @property
+    def people(self) -> int:
+        return len(self._by_person)
+
+    def people_at(self, ranks: Sequence[int]) -> dict[int, tuple[int, int]]:
+        return {rank: (self._by_person[rank][0], len(self._by_person[rank][1])) for rank in ranks}
+
+    def active_of_people(self, picks: Sequence[tuple[int, int]]) -> dict[tuple[int, int], int]:
+        images = dict(self._by_person)
+        return {(key, rank): images[key][rank] for key, rank in picks}
+
+
+@dataclass(frozen=True)
 class StudyPool:
     """One class of one pool of a study, as its ``PoolEntry`` rows stand in the database."""
 
@@ -76,6 +122,7 @@ class StudyPool:
     pool: str
     image_class: str
     size: int
+    people: int = 0  # its people (``PoolSubject`` rows): real images only
 
     def active_at(self, ranks: Sequence[int]) -> dict[int, int]:
         entries = PoolEntry.objects.filter(
@@ -91,8 +138,29 @@ class StudyPool:
             )
         return found
 
+    def people_at(self, ranks: Sequence[int]) -> dict[int, tuple[int, int]]:
+        rows = PoolSubject.objects.filter(
+            study_id=self.study_id, pool=self.pool, image_class=self.image_class, rank__in=list(ranks)
+        ).values_list("rank", "subject_key", "size")
+        return {rank: (key, size) for rank, key, size in rows}
 
-class _RankShuffle:
+    def active_of_people(self, picks: Sequence[tuple[int, int]]) -> dict[tuple[int, int], int]:
+        if not picks:
+            return {}
+        wanted = Q()
+        for key, rank in picks:
+            wanted |= Q(subject_key=key, subject_rank=rank)
+        rows = PoolEntry.objects.filter(
+            wanted,
+            study_id=self.study_id,
+            pool=self.pool,
+            image_class=self.image_class,
+            bank_image__status=BankImage.Status.ACTIVE,
+        ).values_list("subject_key", "subject_rank", "bank_image_id")
+        return {(key, rank): image_id for key, rank, image_id in rows}
+
+
+class RankShuffle:
     """The ranks 0…size-1 in a random order, handed out a few at a time: a Fisher–Yates shuffle
     that stores only the positions it has swapped, so taking k of n costs O(k), not O(n).
     (numpy's ``choice(n, k, replace=False)`` is O(k) only while k < n/50, and cannot go on from
@@ -123,7 +191,7 @@ def _draw(rng: np.random.Generator, pool: RankedPool, count: int, what: str) -> 
     rank in that order, so the draw stays uniform over the active images and is fixed by the seed
     and the database. Each round takes as many ranks as all rounds before it, so a pool that is
     mostly excluded costs a few rounds, not one per image."""
-    order = _RankShuffle(pool.size, rng)
+    order = RankShuffle(pool.size, rng)
     chosen: list[int] = []
     while len(chosen) < count:
         ranks = order.take(max(count - len(chosen), order.taken))
@@ -132,6 +200,43 @@ def _draw(rng: np.random.Generator, pool: RankedPool, count: int, what: str) -> 
         active = pool.active_at(ranks)
         chosen += [active[rank] for rank in ranks if rank in active][: count - len(chosen)]
     return chosen
+
+
+def _draw_spread(rng: np.random.Generator, pool: PeoplePool, count: int, what: str) -> tuple[list[int], int]:
+    """``count`` active images of the pool, person first: rounds in which every person who still
+    has an active image not yet drawn is drawn once, in random order (the last round only in
+    part), and one of their images uniformly. Per-person counts differ by at most one until
+    someone runs out of images. Returns the ids and the largest per-person count."""
+    within: dict[int, RankShuffle] = {}
+    spent: set[int] = set()  # people with no active image left to draw
+    chosen: list[int] = []
+    per_person: Counter[int] = Counter()
+    round_order, drawn_this_round = RankShuffle(pool.people, rng), 0
+    while len(chosen) < count:
+        ranks = round_order.take(count - len(chosen))
+        if not ranks:
+            if drawn_this_round == 0:
+                raise SessionError(f"The pool holds {len(chosen)} active {what} image(s); a session needs {count}.")
+            round_order, drawn_this_round = RankShuffle(pool.people, rng), 0
+            continue
+        people = pool.people_at(ranks)
+        waiting = [people[rank] for rank in ranks if rank in people and people[rank][0] not in spent]
+        while waiting:  # a person whose drawn image was excluded draws again, in the same round
+            picks = []
+            for key, size in waiting:
+                taken = within.setdefault(key, RankShuffle(size, rng)).take(1)
+                if taken:
+                    picks.append((key, taken[0]))
+                else:
+                    spent.add(key)
+            active = pool.active_of_people(picks)
+            found = [pick for pick in picks if pick in active]
+            chosen += [active[pick] for pick in found]
+            per_person.update(key for key, _ in found)
+            drawn_this_round += len(found)
+            sizes = dict(waiting)
+            waiting = [(key, sizes[key]) for key, rank in picks if (key, rank) not in active]
+    return chosen, max(per_person.values(), default=0)
 
 
 def session_plan(
@@ -158,26 +263,46 @@ def session_plan(
     rng = np.random.default_rng(seed)
     synthetic_count = int(rng.integers(synthetic_min, synthetic_max + 1))
     main_synthetic_rng, main_real_rng, training_synthetic_rng, training_real_rng = rng.spawn(4)
-    main = _draw(main_synthetic_rng, main_synthetic, synthetic_count, BankImage.ImageClass.SYNTHETIC) + _draw(
+    main_real_ids, most_per_person = _draw_real(
         main_real_rng, main_real, images_per_session - synthetic_count, BankImage.ImageClass.REAL
     )
+    main = _draw(main_synthetic_rng, main_synthetic, synthetic_count, BankImage.ImageClass.SYNTHETIC) + main_real_ids
     training_synthetic_count = training_images // 2
-    training = _draw(
-        training_synthetic_rng, training_synthetic, training_synthetic_count, "synthetic training"
-    ) + _draw(training_real_rng, training_real, training_images - training_synthetic_count, "real training")
-    return SessionPlan(
-        synthetic_count, [int(i) for i in rng.permutation(main)], [int(i) for i in rng.permutation(training)]
+    training = (
+        _draw(training_synthetic_rng, training_synthetic, training_synthetic_count, "synthetic training")
+        + _draw_real(training_real_rng, training_real, training_images - training_synthetic_count, "real training")[0]
     )
+    return SessionPlan(
+        synthetic_count,
+        [int(i) for i in rng.permutation(main)],
+        [int(i) for i in rng.permutation(training)],
+        most_per_person,
+    )
+
+
+def _draw_real(rng: np.random.Generator, pool: RankedPool, count: int, what: str) -> tuple[list[int], int | None]:
+    """Person first where the pool knows its people; a plain pool (no people) draws images alone."""
+    if isinstance(pool, PeoplePool):
+        return _draw_spread(rng, pool, count, what)
+    return _draw(rng, pool, count, what), None
 
 
 def _study_pools(study: Study) -> dict[str, StudyPool]:
+    # A study's real pools list their people (``PoolSubject``, a few thousand rows at most): counted in one query.
+    people = dict(
+        PoolSubject.objects.filter(study=study, image_class=BankImage.ImageClass.REAL)
+        .values_list("pool")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
     pools = {}
     for pool in PoolEntry.Pool:
         for image_class in BankImage.ImageClass:
             # Ranks are dense, so the highest one (a single step down the unique index) counts the entries.
             top = PoolEntry.objects.filter(study=study, pool=pool, image_class=image_class).aggregate(top=Max("rank"))
             size = 0 if top["top"] is None else top["top"] + 1
-            pools[f"{pool}_{image_class}"] = StudyPool(study.pk, pool.value, image_class.value, size)
+            in_pool = people.get(pool.value, 0) if image_class == BankImage.ImageClass.REAL else 0
+            pools[f"{pool}_{image_class}"] = StudyPool(study.pk, pool.value, image_class.value, size, in_pool)
     return pools
 
 
@@ -185,110 +310,6 @@ def study_pool_counts(*, study: Study) -> dict[str, int]:
     """Entries per pool and class ("main_real", "main_synthetic", "training_real",
     "training_synthetic"), images excluded since included: sessions skip those. Cheap at any size."""
     return {name: pool.size for name, pool in _study_pools(study).items()}
-
-
-def _as_queryset(images: Iterable[BankImage] | QuerySet) -> QuerySet:
-    if isinstance(images, QuerySet):
-        # Nested as a subquery, so a sliced or ordered queryset can still be filtered.
-        return BankImage.objects.filter(pk__in=images.values("pk"))
-    return BankImage.objects.filter(pk__in=[image.pk for image in images])
-
-
-def _stage_entries(cursor, *, pool: str, images: QuerySet) -> None:
-    """Number the images of one pool per class by id, inside the database."""
-    ids_sql, ids_params = images.values("pk").query.get_compiler(connection=cursor.db).as_sql()
-    cursor.execute(
-        f"INSERT INTO {STAGING_TABLE} (pool, image_class, position, bank_image_id) "
-        "SELECT %s, source.image_class, "
-        "ROW_NUMBER() OVER (PARTITION BY source.image_class ORDER BY source.id) - 1, source.id "
-        f"FROM {cursor.db.ops.quote_name(BankImage._meta.db_table)} source WHERE source.id IN ({ids_sql})",
-        [pool, *ids_params],
-    )
-
-
-def study_set_pools(
-    *,
-    study: Study,
-    main_pool: Iterable[BankImage] | QuerySet,
-    training_pool: Iterable[BankImage] | QuerySet,
-) -> None:
-    """Set the study's pools; they must stay apart (training answers are revealed and shared).
-
-    Lists suit a few images; give QuerySets for large pools: they are copied inside the database
-    (INSERT … SELECT), never through Python. Frozen once a reader has started."""
-    main, training = _as_queryset(main_pool), _as_queryset(training_pool)
-    with transaction.atomic(using=main.db), connections[main.db].cursor() as cursor:
-        if study.has_started:
-            raise EvidenceFrozen(f"Readers have started {study}; its pools can no longer change.")
-        quiz = (main | training).filter(quiz_entry__isnull=False).count()
-        if quiz:
-            raise SessionError(f"{quiz} image(s) are in the public quiz pool; its answers are public, leave them out.")
-        overlap = main.filter(pk__in=training.values("pk")).count()
-        if overlap:
-            raise SessionError(f"{overlap} image(s) are in both the main and the training pool; keep them apart.")
-        # Staged first: the querysets may well be drawn from the study's current pools. (The
-        # table goes with a rollback too: both databases undo a CREATE in a transaction.)
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {STAGING_TABLE} "
-            "(pool varchar(16), image_class varchar(16), position integer, bank_image_id bigint)"
-        )
-        _stage_entries(cursor, pool=PoolEntry.Pool.MAIN, images=main)
-        _stage_entries(cursor, pool=PoolEntry.Pool.TRAINING, images=training)
-        PoolEntry.objects.filter(study=study).delete()
-        quote = cursor.db.ops.quote_name
-        cursor.execute(
-            f"INSERT INTO {quote(PoolEntry._meta.db_table)} "
-            f"(study_id, pool, image_class, {quote('rank')}, bank_image_id) "
-            f"SELECT %s, pool, image_class, position, bank_image_id FROM {STAGING_TABLE}",
-            [study.pk],
-        )
-        cursor.execute(f"DROP TABLE {STAGING_TABLE}")
-
-
-def study_pools_from_bank(
-    *,
-    study: Study,
-    bank_images: QuerySet | None = None,
-    training_per_class: int | None = None,
-    seed: int | None = None,
-) -> dict[str, int]:
-    """Fill both pools from the bank's active images (by default all of them): a training pool of
-    ``training_per_class`` real and as many synthetic images drawn at random, every other image in
-    the main pool. By default each class gives half the study's training images, rounded up, and
-    at least one: the smallest training pool one session's training set fits in.
-
-    Nothing goes through Python per image: the active images of a class are numbered in the
-    database (row number by id), the draw picks numbers, only the drawn ids come back. Under a
-    minute at a million images (bench_sessions), half of it PostgreSQL's foreign-key checks.
-    Returns the counts of ``study_pool_counts``."""
-    if training_per_class is None:
-        training_per_class = max(-(-study.training_images // 2), 1)
-    source = BankImage.objects.all() if bank_images is None else bank_images
-    active = BankImage.objects.filter(
-        pk__in=source.values("pk"), status=BankImage.Status.ACTIVE, quiz_entry__isnull=True
-    )
-    rng = np.random.default_rng(seed)
-    training_ids: list[int] = []
-    for image_class in BankImage.ImageClass:
-        of_class = active.filter(image_class=image_class)
-        available = of_class.count()
-        if available < training_per_class:
-            raise SessionError(
-                f"The bank holds {available} active {image_class} image(s); "
-                f"the training pool needs {training_per_class}."
-            )
-        numbers = [rank + 1 for rank in _RankShuffle(available, rng).take(training_per_class)]
-        training_ids += (
-            of_class.annotate(number=Window(RowNumber(), order_by="pk"))
-            .filter(number__in=numbers)
-            .values_list("pk", flat=True)
-        )
-    study_set_pools(
-        study=study,
-        main_pool=active.exclude(pk__in=training_ids),
-        training_pool=BankImage.objects.filter(pk__in=training_ids),
-    )
-    return study_pool_counts(study=study)
 
 
 def study_open(*, study: Study, seed: int | None = None) -> Study:
@@ -308,6 +329,17 @@ def study_close(*, study: Study) -> Study:
     return study
 
 
+def _most_images_of_one_person(image_ids: Sequence[int]) -> int:
+    """The most real images of one person among these (an image without a subject: its own person)."""
+    people = Counter(
+        subject_id or -pk
+        for pk, subject_id in BankImage.objects.filter(
+            pk__in=list(image_ids), image_class=BankImage.ImageClass.REAL
+        ).values_list("pk", "subject_id")
+    )
+    return max(people.values(), default=0)
+
+
 def study_session_plan(*, study: Study, seed: int) -> SessionPlan:
     """The session a reader of the study would get from this seed (nothing is written)."""
     if study.fixed_set and study.fixed_main_set:
@@ -321,6 +353,7 @@ def study_session_plan(*, study: Study, seed: int) -> SessionPlan:
             len(synthetic),
             [int(i) for i in rng.permutation(study.fixed_main_set)],
             [int(i) for i in rng.permutation(study.fixed_training_set)],
+            _most_images_of_one_person(study.fixed_main_set),
         )
     return session_plan(
         seed=seed,
@@ -343,6 +376,7 @@ def session_build(*, reader: Reader, seed: int | None = None) -> ReadingSession:
             synthetic_count=plan.synthetic_count,
             main_order=plan.main_order,
             training_order=plan.training_order,
+            max_images_per_subject=plan.max_images_per_subject,
         )
         phases = [(Trial.Phase.TRAINING, i) for i in plan.training_order] + [
             (Trial.Phase.MAIN, i) for i in plan.main_order

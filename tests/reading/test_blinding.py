@@ -14,7 +14,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from generator.bank import bank_image_store
 from generator.models import BankImage
 from readerstudy.reading.models import Reader, Study, Trial
-from readerstudy.reading.sessions import study_open, study_set_pools
+from readerstudy.reading.pools import study_set_pools
+from readerstudy.reading.sessions import study_open
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

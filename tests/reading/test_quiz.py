@@ -8,8 +8,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from readerstudy.reading.models import PoolEntry, QuizImage, Study
+from readerstudy.reading.pools import study_pools_from_bank, study_set_pools
 from readerstudy.reading.quiz import QUIZ_SIZE
-from readerstudy.reading.sessions import SessionError, study_pools_from_bank, study_set_pools
+from readerstudy.reading.sessions import SessionError
 
 pytestmark = pytest.mark.django_db
 

@@ -15,17 +15,16 @@ from generator.bank import bank_image_exclude
 from generator.models import BankImage
 from readerstudy.core.errors import EvidenceFrozen
 from readerstudy.reading.models import PoolEntry, Reader, Study, Trial
+from readerstudy.reading.pools import study_pools_from_bank, study_set_pools
 from readerstudy.reading.sessions import (
     IdsPool,
+    RankShuffle,
     SessionError,
-    _RankShuffle,
     session_build,
     session_plan,
     study_open,
     study_pool_counts,
-    study_pools_from_bank,
     study_session_plan,
-    study_set_pools,
 )
 from tests.factories import REAL, SYNTHETIC, StudyFactory, UserFactory, bank_images
 
@@ -65,10 +64,10 @@ def test_a_pool_too_small_is_refused_clearly():
 
 
 def test_the_rank_shuffle_hands_out_every_rank_once_in_a_uniform_order():
-    shuffle = _RankShuffle(50, np.random.default_rng(0))
+    shuffle = RankShuffle(50, np.random.default_rng(0))
     ranks = shuffle.take(3) + shuffle.take(20) + shuffle.take(100)
     assert sorted(ranks) == list(range(50)) and shuffle.take(1) == []
-    firsts = Counter(_RankShuffle(10, np.random.default_rng(seed)).take(1)[0] for seed in range(3000))
+    firsts = Counter(RankShuffle(10, np.random.default_rng(seed)).take(1)[0] for seed in range(3000))
     assert chisquare([firsts[rank] for rank in range(10)]).pvalue > 0.001
 
 
@@ -139,7 +138,7 @@ def test_the_database_keeps_the_pools_apart_and_the_ranks_unique(study):
 
 
 def test_pools_given_as_querysets_are_ranked_densely_per_class_by_id(study):
-    spare = bank_images(4, REAL, size=8) + bank_images(2, SYNTHETIC, size=8)
+    spare = bank_images(4, REAL) + bank_images(2, SYNTHETIC)
     training = BankImage.objects.filter(pk__in=[image.pk for image in spare[:1] + spare[4:5]])
     study_set_pools(study=study, main_pool=_pool(study, "main").order_by("-pk"), training_pool=training)
     assert study_pool_counts(study=study) == {
@@ -182,9 +181,11 @@ def test_the_pools_freeze_once_a_reader_has_started(study):
 
 
 def test_a_session_costs_the_same_few_queries_whatever_the_pool_size(study, django_assert_max_num_queries):
-    # 4 pool sizes, 4 rank look-ups, then the session, its trials and the savepoint around them.
+    # 4 pool sizes and 1 count of people; per synthetic pool 1 rank look-up, per real pool 1
+    # people look-up and 1 image look-up (one round: fewer real images than people); then the
+    # session, its trials and the savepoint around them.
     reader = Reader.objects.create(user=UserFactory(), study=study)
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(15):
         session_build(reader=reader, seed=2)
 
 
@@ -196,15 +197,29 @@ def test_pools_from_the_bank_draw_a_training_pool_and_put_every_other_active_ima
     assert counts == {"main_real": 5, "main_synthetic": 8, "training_real": 3, "training_synthetic": 3}
     assert not PoolEntry.objects.filter(study=study, bank_image=images[0]).exists()
     training = set(_pool(study, "training").values_list("pk", flat=True))
-    other = Study.objects.create(name="bank again", training_images=5)
-    study_pools_from_bank(study=other, seed=4)
-    assert set(_pool(other, "training").values_list("pk", flat=True)) == training  # same seed, same split
+    assert study_pools_from_bank(study=study, seed=4) == counts  # same seed, same split
+    assert set(_pool(study, "training").values_list("pk", flat=True)) == training
 
     only = BankImage.objects.filter(pk__in=[image.pk for image in images[1:5] + images[9:13]])
     counts = study_pools_from_bank(study=study, bank_images=only, training_per_class=1, seed=4)
     assert counts == {"main_real": 3, "main_synthetic": 3, "training_real": 1, "training_synthetic": 1}
-    with pytest.raises(SessionError, match="holds 4 active real image"):
+    with pytest.raises(SessionError, match="Only 4 active real images"):
         study_pools_from_bank(study=study, bank_images=only, training_per_class=5)
+
+    # Another study of the same bank: its training pool shows no one the first study's main pool
+    # shows, and its main pool no one the first study's training pool reveals.
+    other = Study.objects.create(name="bank again", training_images=2)
+    study_pools_from_bank(study=other, seed=5)
+    first_main, first_training = _pool(study, "main"), _pool(study, "training")
+    assert not set(_pool(other, "training").values_list("subject", flat=True)) - {None} & set(
+        first_main.values_list("subject", flat=True)
+    )
+    assert not set(_pool(other, "main").values_list("subject", flat=True)) - {None} & set(
+        first_training.values_list("subject", flat=True)
+    )
+    assert set(_pool(other, "main").values_list("pk", flat=True)).isdisjoint(
+        first_training.values_list("pk", flat=True)
+    )
 
 
 def test_a_built_session_stores_its_seed_and_creates_every_trial_with_a_token(study):

@@ -11,6 +11,7 @@ import io
 import os
 import re
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,15 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.support import REPO, free_port
+
+SUBJECTS_OF_POOL = (
+    "SELECT DISTINCT b.subject_id FROM readerstudy_poolentry e JOIN generator_bankimage b ON b.id = e.bank_image_id "
+    "WHERE e.pool = ? AND b.image_class = 'real'"
+)
+SUBJECTS_OF_QUIZ = (
+    "SELECT DISTINCT b.subject_id FROM readerstudy_quizimage q JOIN generator_bankimage b ON b.id = q.bank_image_id "
+    "WHERE b.image_class = 'real'"
+)
 
 # The README's pictures are refreshed on purpose (`make screenshots` sets SYNTHREAD_SCREENSHOTS to
 # docs/screenshots); an ordinary run writes its pictures beside its other output, no tracked file.
@@ -103,6 +113,16 @@ def test_the_demo_serves_a_study_a_reader_reads_and_the_researcher_exports(demo,
     expect(researcher.locator("table")).to_contain_text("machine observer")
     researcher.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     researcher.screenshot(path=str(screenshots / "results.png"), full_page=True)
+
+    # The pseudo-subjects split between the quiz, the training pool and the main pool: no person
+    # whose answers are revealed is in the main pool, and a session spreads the main pool's people.
+    with sqlite3.connect(tmp_path / "var" / "synthread.sqlite3") as database:
+        people = {pool: {row[0] for row in database.execute(SUBJECTS_OF_POOL, [pool])} for pool in ("main", "training")}
+        quiz = {row[0] for row in database.execute(SUBJECTS_OF_QUIZ)}
+        spread = database.execute("SELECT max(max_images_per_subject) FROM readerstudy_readingsession").fetchone()[0]
+    assert people["main"] and people["training"] and quiz
+    assert not people["main"] & (people["training"] | quiz)
+    assert spread <= 2  # at most 5 real images a session over the main pool's people
 
     admin = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
     _log_in(admin, url, "demo-admin", "synthread-admin")

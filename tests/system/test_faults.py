@@ -21,7 +21,8 @@ from readerstudy.core.jobs import BROKER_DOWN_NOTE, JobState, jobs_requeue_lapse
 from readerstudy.core.models import ProbeJob
 from readerstudy.core.probes import probe_job_create
 from readerstudy.reading.models import Reader, Study, Trial
-from readerstudy.reading.sessions import study_open, study_set_pools
+from readerstudy.reading.pools import study_set_pools
+from readerstudy.reading.sessions import study_open
 from tests.factories import UserFactory
 from tests.support import free_port, wait_for
 

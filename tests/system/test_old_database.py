@@ -27,7 +27,7 @@ from django.db.models import F
 from generator.ml.rendering import pixel_checksum
 from generator.models import BankImage, Subject, Volume
 from readerstudy.core.models import ProbeJob, ProbeTick
-from readerstudy.reading.models import Study
+from readerstudy.reading.models import PoolEntry, PoolSubject, Study
 from readerstudy.results.models import MachineObserverJob
 from readerstudy.results.scoring import study_table_rows
 
@@ -40,6 +40,13 @@ print(json.dumps({
     "rows": [{k: row.get(k) for k in ("reader", "tp", "fn", "fp", "tn", "expired")} for row in rows],
     "image": {"pk": image.pk, "stored": image.pixel_checksum, "read": pixel_checksum(png)},
     "probe": [ProbeJob.objects.get().state, ProbeTick.objects.count()],
+    "twins": {pk: [status, reason] for pk, status, reason in BankImage.objects.filter(pk__in=[1, 2, 3, 49])
+              .values_list("pk", "status", "exclusion_reason")},
+    "people_in_pools": [
+        PoolSubject.objects.filter(study=study).count(),
+        sum(PoolSubject.objects.filter(study=study).values_list("size", flat=True)),
+        PoolEntry.objects.filter(study=study, image_class="real").count(),
+    ],
     "subjects": {
         "labels": list(Subject.objects.values_list("label", flat=True)),
         "volumes": [[v.pk, v.subject.label] for v in Volume.objects.order_by("pk")],
@@ -91,8 +98,25 @@ def _manage(installation, *args, **kwargs):
     )
 
 
+def _make_twins(database) -> None:
+    """Two pairs of bank images with the same pixels, as fills and imports could make before #19:
+    a later unseen copy of a shown image (49 of 1), and an earlier unseen one of a shown image (2 of 3)."""
+    with sqlite3.connect(database) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(generator_bankimage)") if row[1] != "id"]
+        listed = ", ".join(columns)
+        copied = ", ".join(
+            "'twin-key-49'" if c == "storage_key" else "NULL" if c == "first_shown_at" else c for c in columns
+        )
+        db.execute(
+            f"INSERT INTO generator_bankimage (id, {listed}) SELECT 49, {copied} FROM generator_bankimage WHERE id = 1"
+        )
+        shown = db.execute("SELECT pixel_checksum FROM generator_bankimage WHERE id = 3").fetchone()[0]
+        db.execute("UPDATE generator_bankimage SET pixel_checksum = ? WHERE id = 2", [shown])
+
+
 def test_a_database_from_e1e0ce7_migrates_to_head_keeping_every_call(old_installation):
     database = old_installation / "synthread.sqlite3"
+    _make_twins(database)
     calls_before = _query(database, CALLS)
     content_types_before = dict(
         _query(database, "SELECT model, id FROM django_content_type WHERE app_label = 'readerstudy'")
@@ -116,6 +140,16 @@ def test_a_database_from_e1e0ce7_migrates_to_head_keeping_every_call(old_install
     assert row["tp"] + row["fn"] + row["fp"] + row["tn"] + row["expired"] == len(main_calls) == 8
     assert found["image"]["read"] == found["image"]["stored"]
     assert found["probe"] == ["succeeded", 10]
+    # One copy per image (generator 0006): the later unseen twin goes, the shown one stays, whatever its id.
+    assert found["twins"] == {
+        "1": ["active", ""],
+        "49": ["excluded", "same pixels as bank image 1"],
+        "2": ["excluded", "same pixels as bank image 3"],
+        "3": ["active", ""],
+    }
+    # People in pools (readerstudy 0009): every real entry counted once among its study's people.
+    people, counted, real_entries = found["people_in_pools"]
+    assert people >= 1 and counted == real_entries > 0
     # Subjects are people (0005): the one volume became one subject with its old label, and every
     # real image shows its volume's subject.
     assert found["subjects"] == {

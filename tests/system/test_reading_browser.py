@@ -10,8 +10,9 @@ from playwright.sync_api import Page, expect
 
 from generator.models import BankImage
 from readerstudy.reading.models import Reader, ReadingSession, Study, Trial
+from readerstudy.reading.pools import study_set_pools
 from readerstudy.reading.readers import invitation_url, reader_add
-from readerstudy.reading.sessions import study_open, study_set_pools
+from readerstudy.reading.sessions import study_open
 from tests.factories import REAL, SYNTHETIC, UserFactory, bank_images
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from readerstudy.reading.models import Study
-from readerstudy.reading.sessions import study_open, study_set_pools
+from readerstudy.reading.pools import study_set_pools
+from readerstudy.reading.sessions import study_open
 from tests.factories import REAL, SYNTHETIC, bank_images
 from tests.support import REPO
 

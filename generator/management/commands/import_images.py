@@ -44,9 +44,13 @@ class Command(BaseCommand):
         except ApplicationError as error:
             raise CommandError(str(error)) from error
         for result in results:
-            style = self.style.SUCCESS if result.ok else self.style.ERROR
-            self.stdout.write(style(f"{'imported' if result.ok else 'refused':>9}  {result.name}: {result.message}"))
+            style = {"imported": self.style.SUCCESS, "duplicate": self.style.WARNING}.get(
+                result.outcome, self.style.ERROR
+            )
+            self.stdout.write(style(f"{result.outcome:>9}  {result.name}: {result.message}"))
         refused = [r for r in results if not r.ok]
-        self.stdout.write(f"{len(results) - len(refused)} imported, {len(refused)} refused.")
+        duplicates = sum(r.outcome == "duplicate" for r in results)
+        imported = len(results) - len(refused) - duplicates
+        self.stdout.write(f"{imported} imported, {duplicates} already in the bank, {len(refused)} refused.")
         if refused:
             raise CommandError(f"{len(refused)} file(s) were refused (see above); the others were imported.")

@@ -4,9 +4,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from readerstudy.core.errors import EvidenceFrozen
-from readerstudy.reading.sessions import SessionError, study_open, study_pools_from_bank
-from readerstudy.reading.studies import StudyError, study_create
+from readerstudy.core.errors import ApplicationError
+from readerstudy.reading.pools import study_pools_from_bank
+from readerstudy.reading.sessions import study_open
+from readerstudy.reading.studies import study_create
 
 
 class Command(BaseCommand):
@@ -33,7 +34,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--pools-from-bank",
             action="store_true",
-            help="pools from every active bank image (training drawn at random)",
+            help="pools from every active bank image (training drawn at random, from people of its own)",
+        )
+        parser.add_argument(
+            "--matrix-size",
+            type=int,
+            help="with --pools-from-bank: the images of this size (when the bank mixes sizes)",
         )
         parser.add_argument("--seed", type=int, help="seed of the pool split and fixed sets")
         parser.add_argument("--open", action="store_true", help="open the study for reading at once")
@@ -64,10 +70,10 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"Created study {study.pk}: {study.name} (draft).")
             if options["pools_from_bank"]:
-                counts = study_pools_from_bank(study=study, seed=options["seed"])
+                counts = study_pools_from_bank(study=study, seed=options["seed"], matrix_size=options["matrix_size"])
                 self.stdout.write(f"Pools: {counts}")
             if options["open"]:
                 study_open(study=study, seed=options["seed"])
                 self.stdout.write(f"Opened study {study.pk} for reading.")
-        except (StudyError, SessionError, EvidenceFrozen) as error:
+        except ApplicationError as error:  # a study, session or pools refused, or evidence frozen
             raise CommandError(str(error)) from error
