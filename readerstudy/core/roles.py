@@ -7,6 +7,7 @@ from functools import wraps
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from rest_framework.permissions import BasePermission
@@ -47,6 +48,7 @@ def user_has_role(user: AbstractBaseUser | AnonymousUser, *roles: Role) -> bool:
     return user_role(user) in {Role.ADMIN, *roles}
 
 
+@transaction.atomic  # all or nothing: a refused change (a reader of an open study) keeps the old role
 def user_set_role(*, user: AbstractBaseUser, role: Role) -> None:
     """Put a user in exactly one role's group. Admins run the platform from Django's admin, so
     they are staff with every permission (superusers); nobody else is."""

@@ -241,6 +241,7 @@ class DryRunCallsView(APIView):
                 token=fields["token"],
                 call=fields["call"],
                 confidence=fields.get("confidence"),
+                reason=fields.get("reason", ""),
             )
         result = _call_result(study=study, trial=trial, replayed=replayed, next_state=_dry_run_state(request, study))
         return Response(result, status=200 if replayed else 201)

@@ -9,3 +9,6 @@ class ReadingConfig(AppConfig):
     # The label it had as the project's only app: its tables, migrations and content types.
     label = "readerstudy"
     verbose_name = "Reader studies"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401 (connects the receivers)

@@ -101,12 +101,13 @@ def dry_run_call(
     token: str,
     call: str,
     confidence: int | None = None,
+    reason: str = "",
     now: datetime | None = None,
 ) -> tuple[DryTrial, bool]:
     """Decide a dry-run call by the readers' rules; returns the trial and whether the call was
     a replay. A late call expires the trial and is refused (CallRefused), as for a reader."""
     now = now or timezone.now()
-    call_validate(call=call, confidence=confidence)
+    call_validate(study=study, call=call, confidence=confidence, reason=reason)
     trials = _load(store, study)
     trial = next((t for t in trials if t.token == token), None)
     if trial is None:

@@ -1,6 +1,7 @@
 """Models of the reading app: studies, readers, sessions, trials and pools (the evidence)."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from generator.models import BankImage
@@ -98,6 +99,13 @@ class Reader(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.study}"
+
+    def clean(self) -> None:
+        """The admin's reader forms check what ``reader_add`` checks."""
+        from .readers import reader_user_refusal  # the rule lives with the readers' services
+
+        if self.user_id is not None and (refusal := reader_user_refusal(self.user)):
+            raise ValidationError({"user": refusal})
 
 
 class ReadingSession(models.Model):

@@ -47,6 +47,8 @@ def reader_add(
     if user is None:
         user = user_model.objects.create_user(username=username, email=email)
         user_set_role(user=user, role=Role.READER)
+    elif refusal := reader_user_refusal(user):
+        raise ReaderError(refusal)
     elif user_role(user) is not Role.READER:
         raise ReaderError(f"{username} is one of the {user_role(user).value}, not a reader.")
     elif email and not user.email:
@@ -57,6 +59,24 @@ def reader_add(
     return Reader.objects.create(
         user=user, study=study, role=role, years_experience=years_experience, simulated=simulated
     )
+
+
+def reader_user_refusal(user) -> str | None:
+    """Why this user may not read a study, or None: THE rule for the service, the admin's forms
+    (``Reader.clean``) and a later change of the user's role (``signals``). Admins and researchers
+    see results, exports and the answers of every image: a call of theirs is no blinded call."""
+    role = user_role(user)
+    if role in (Role.ADMIN, Role.RESEARCHER):
+        return (
+            f"{user.get_username()} is one of the {role.value}, who see results and answers: "
+            "they cannot read a study. Give the reader an account of their own."
+        )
+    return None
+
+
+def open_readings(user) -> list[Reader]:
+    """The user's readings of studies that are open (a reader there is taking part in a blinded study)."""
+    return list(Reader.objects.filter(user=user, study__state=Study.State.OPEN).select_related("study"))
 
 
 def invitation_path(*, reader: Reader) -> str:

@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from generator.models import BankImage
 from readerstudy.core.errors import ApplicationError
 
-from .models import ReadingSession, Trial
+from .models import ReadingSession, Study, Trial
 
 GRACE_S = 1.0
 CONFIDENCE_RANGE = range(1, 6)
@@ -65,6 +65,16 @@ def trial_ended(trial: TrialLike) -> bool:
     return bool(trial.call) or trial.expired
 
 
+def trials_ended(trials: QuerySet[Trial], *, time_limit_s: float | None, now: datetime) -> QuerySet[Trial]:
+    """The trials whose outcome is settled: answered, expired, or past their limit (and grace)
+    and not yet marked (the reader closed the tab). Exports hold only these: an unserved or
+    running trial's truth would tell a reader what is coming. Among them, no call means expired."""
+    ended = ~Q(call="") | Q(expired=True)
+    if time_limit_s is not None:
+        ended |= Q(shown_at__lt=now - timedelta(seconds=time_limit_s + GRACE_S))
+    return trials.filter(ended)
+
+
 def trial_is_late(trial: TrialLike, time_limit_s: float | None, now: datetime) -> bool:
     deadline = _deadline(trial, time_limit_s)
     return deadline is not None and now > deadline and not trial_ended(trial)
@@ -88,11 +98,20 @@ def trial_place(*, trial: TrialLike, training_total: int, main_total: int) -> tu
     return trial.position - training_total + 1, main_total
 
 
-def call_validate(*, call: str, confidence: int | None) -> None:
+def call_validate(*, study: Study, call: str, confidence: int | None, reason: str = "") -> None:
+    """THE rule for what a call may carry, for readers and dry runs alike: confidence exactly when
+    the study asks for it (a call without it would mix 0/1 with 1–10 scores in the MRMC export),
+    a reason only when it offers one."""
     if call not in Trial.Call.values:
         raise CallInvalid("A call is 'real' or 'synthetic'.")
+    if study.ask_confidence and confidence is None:
+        raise CallInvalid("This study asks for a confidence (1 to 5) with every call.")
+    if not study.ask_confidence and confidence is not None:
+        raise CallInvalid("This study does not ask for a confidence; send the call alone.")
     if confidence is not None and confidence not in CONFIDENCE_RANGE:
         raise CallInvalid("Confidence runs from 1 to 5.")
+    if not study.ask_reason and reason.strip():
+        raise CallInvalid("This study does not ask for a reason; send the call without one.")
 
 
 def call_decide(
@@ -211,7 +230,7 @@ def call_record(
 ) -> CallOutcome:
     """Record a reader's call on a trial, exactly once, if it is allowed now."""
     now = now or timezone.now()
-    call_validate(call=call, confidence=confidence)
+    call_validate(study=session.reader.study, call=call, confidence=confidence, reason=reason)
     with transaction.atomic():
         # The current trial, locked: two calls at once on one session take turns.
         current = _session_current(session, now)

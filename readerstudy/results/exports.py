@@ -16,7 +16,7 @@ from rest_framework.renderers import BaseRenderer
 from generator.models import BankImage, TrainingJob, VolumeCorrection
 from readerstudy.reading.models import ReadingSession, Study
 
-from .scoring import CALLS_COLUMNS, TABLE_COLUMNS, calls_rows, imrmc_text, study_table_rows
+from .scoring import CALLS_COLUMNS, TABLE_COLUMNS, calls_rows, imrmc_text, study_ended_trials, study_table_rows
 
 
 class CSVRenderer(BaseRenderer):
@@ -35,12 +35,26 @@ class CSVRenderer(BaseRenderer):
         return rows_to_csv(data, columns).encode()
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP's CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A value as a CSV cell: None empty; text that a spreadsheet would run as a formula (a
+    reader's reason typed as ``=HYPERLINK(…)``) with a leading ``'``; numbers as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def rows_to_csv(rows: list[dict], columns: list[str]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+        writer.writerow({key: csv_cell(value) for key, value in row.items()})
     return out.getvalue()
 
 
@@ -90,7 +104,10 @@ def _study_settings(study: Study) -> dict:
     }
 
 
-def _sessions(study: Study) -> list[dict]:
+def _sessions(study: Study, ended: set[tuple[int, int]]) -> list[dict]:
+    """Every session's seed and orders, the orders cut to the images of ended trials (an open
+    study's bundle must not list what a reader has still to see)."""
+    sessions = ReadingSession.objects.filter(reader__study=study).select_related("reader__user").order_by("pk")
     return [
         {
             "reader": session.reader.user.get_username(),
@@ -98,12 +115,16 @@ def _sessions(study: Study) -> list[dict]:
             "simulated": session.reader.simulated,
             "seed": session.seed,
             "synthetic_count": session.synthetic_count,
-            "training_order": session.training_order,
-            "main_order": session.main_order,
+            "max_images_per_subject": session.max_images_per_subject,
+            "training_order": [image for image in session.training_order if (session.pk, image) in ended],
+            "main_order": [image for image in session.main_order if (session.pk, image) in ended],
+            "images_not_yet_ended": sum(
+                (session.pk, image) not in ended for image in session.training_order + session.main_order
+            ),
             "created_at": session.created_at.isoformat(),
             "finished_at": session.finished_at.isoformat() if session.finished_at else None,
         }
-        for session in ReadingSession.objects.filter(reader__study=study).select_related("reader__user").order_by("pk")
+        for session in sessions
     ]
 
 
@@ -125,7 +146,9 @@ def _manifest_row(image: BankImage) -> dict:
 
 
 def _used_images(study: Study):
-    return BankImage.objects.filter(trials__session__reader__study=study).distinct().order_by("pk")
+    """The bank images of the study's ended trials."""
+    ended = study_ended_trials(study=study)
+    return BankImage.objects.filter(pk__in=ended.values("bank_image")).order_by("pk")
 
 
 def _file_sha256(field) -> str:
@@ -169,11 +192,12 @@ def _audit_log(images) -> list[dict]:
 def study_bundle(*, study: Study) -> bytes:
     """A zip that lets another group audit or re-run the analysis (see README, "Exports")."""
     images = _used_images(study)
+    ended = set(study_ended_trials(study=study).values_list("session_id", "bank_image_id"))
     manifest = [_manifest_row(image) for image in images.select_related("subject")]
     files = {
         "README.txt": BUNDLE_README.format(study=study.name),
         "study.json": json.dumps(_study_settings(study), indent=2),
-        "sessions.json": json.dumps(_sessions(study), indent=2),
+        "sessions.json": json.dumps(_sessions(study, ended), indent=2),
         "bank_manifest.csv": rows_to_csv(manifest, MANIFEST_COLUMNS),
         "generators.json": json.dumps(_generators(images), indent=2),
         "code_version.txt": code_version() + "\n",

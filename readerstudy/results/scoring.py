@@ -5,22 +5,26 @@ DESIGN.md, "Scoring convention": positive class = real; main phase only; expired
 out of TP..TN and counted on their own.
 """
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils import timezone
 
 from readerstudy.reading.models import Reader, Study, Trial
+from readerstudy.reading.trials import trials_ended
 
+from .groups import GroupInference, group_inferences
 from .observer import machine_observer_latest
 from .statistics import (
     REAL,
     SYNTHETIC,
     Agreement,
     ConfusionCounts,
-    GroupSummary,
     ReaderRoc,
     ReaderStatistics,
     confusion_counts,
-    group_summaries,
     how_real_score,
     reader_agreement,
     reader_roc,
@@ -40,8 +44,14 @@ def reader_label(reader: Reader) -> str:
     return f"{reader.user.get_username()} (simulated)" if reader.simulated else reader.user.get_username()
 
 
+def study_ended_trials(*, study: Study, now: datetime | None = None):
+    """Every ended trial of the study's sessions (``trials_ended``): what exports may show."""
+    trials = Trial.objects.filter(session__reader__study=study)
+    return trials_ended(trials, time_limit_s=study.time_limit_s, now=now or timezone.now())
+
+
 def _main_trials(study: Study):
-    return Trial.objects.filter(session__reader__study=study, phase=Trial.Phase.MAIN)
+    return study_ended_trials(study=study).filter(phase=Trial.Phase.MAIN)
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ class ReaderResult:
 class StudyResults:
     study: Study
     readers: list[ReaderResult]
-    groups: list[GroupSummary]
+    groups: list[GroupInference]
     agreement: Agreement | None
 
 
@@ -63,31 +73,37 @@ def study_results(*, study: Study, seed: int = 0) -> StudyResults:
     """Every reader's counts, rates, intervals and tests; the groups; agreement in fixed-set
     mode; ROC when confidence was collected. Readers who have not called anything are left out."""
     outcomes: dict[int, list[tuple]] = defaultdict(list)
-    for reader_id, truth, call, expired, confidence, image_id in _main_trials(study).values_list(
-        "session__reader_id", "bank_image__image_class", "call", "expired", "confidence", "bank_image_id"
-    ):
-        outcomes[reader_id].append((truth, call, expired, confidence, image_id))
+    for reader_id, truth, call, expired, confidence, image_id, subject_id in _main_trials(study).values_list(
+        "session__reader_id", "bank_image__image_class", "call", "expired", "confidence", "bank_image_id",
+        "bank_image__subject_id",
+    ):  # fmt: skip
+        outcomes[reader_id].append((truth, call, expired or not call, confidence, image_id, subject_id))
     readers = Reader.objects.filter(pk__in=outcomes).select_related("user").order_by("pk")
     results = []
     for reader in readers:
         trials = outcomes[reader.pk]
-        counts = confusion_counts((truth, call, expired) for truth, call, expired, _, _ in trials)
+        counts = confusion_counts((truth, call, expired) for truth, call, expired, *_ in trials)
         roc = (
-            reader_roc((truth, call, confidence) for truth, call, _, confidence, _ in trials)
+            reader_roc((truth, call, confidence) for truth, call, _, confidence, *_ in trials)
             if study.ask_confidence
             else None
         )
         results.append(ReaderResult(reader, reader_statistics(counts, seed=seed), roc))
-    groups = group_summaries(
-        counts_by_reader={reader_label(r.reader): r.statistics.counts for r in results},
-        group_by_reader={reader_label(r.reader): reader_group(r.reader) for r in results},
-        seed=seed,
+    groups = group_inferences(
+        called={
+            r.reader: [
+                (truth, call, image, subject) for truth, call, _, _, image, subject in outcomes[r.reader.pk] if call
+            ]
+            for r in results
+        },
+        label=reader_label,
+        group_of=reader_group,
     )
     agreement = None
     if study.fixed_set and len(results) >= 2:
         agreement = reader_agreement(
             {
-                reader_label(r.reader): {image_id: call or None for _, call, _, _, image_id in outcomes[r.reader.pk]}
+                reader_label(r.reader): {image_id: call or None for _, call, _, _, image_id, _ in outcomes[r.reader.pk]}
                 for r in results
             }
         )
@@ -100,6 +116,7 @@ TABLE_COLUMNS = [
     "accuracy", "accuracy_ci_low", "accuracy_ci_high", "sensitivity_ci_low", "sensitivity_ci_high",
     "specificity_ci_low", "specificity_ci_high", "balanced_accuracy", "balanced_accuracy_ci_low",
     "balanced_accuracy_ci_high", "accuracy_binomial_p", "balanced_accuracy_permutation_p", "roc_auc", "note",
+    "accuracy_se", "accuracy_df", "balanced_accuracy_se", "balanced_accuracy_df",
 ]  # fmt: skip
 
 
@@ -124,6 +141,42 @@ def observer_row(result: dict) -> dict:
         f"alpha {result['alpha']}: {'significant' if result['significant'] else 'not significant'}; "
         "accuracy interval Clopper-Pearson",
     }
+
+
+def _group_note(group: GroupInference) -> str:
+    if len(group.readers) < 2:
+        return "One reader: the mean, no group interval."
+    parts = []
+    for name, interval in (("accuracy", group.accuracy), ("balanced accuracy", group.balanced_accuracy)):
+        if interval is not None and interval.p_value is not None:
+            parts.append(
+                f"{name} t = {(interval.mean - 0.5) / interval.se:.2f}, df {interval.df:.1f}, p {interval.p_value:.3g}"
+            )
+    tests = f"; against 0.5: {'; '.join(parts)}" if parts else ""
+    return (
+        "Obuchowski-Rockette-Hillis 95% interval (random readers and cases; the cases readers share by the "
+        f"jackknife, a subject's slices left out together){tests}."
+    )
+
+
+def group_row(group: GroupInference) -> dict:
+    """A group's row: the readers' mean of each metric, its ORH interval, SE and df."""
+    row = dict.fromkeys(TABLE_COLUMNS) | {
+        "reader": f"group: {group.group}",
+        "n_readers": len(group.readers),
+        "note": _group_note(group),
+    }
+    for name, interval in (("accuracy", group.accuracy), ("balanced_accuracy", group.balanced_accuracy)):
+        if interval is None:
+            continue
+        row |= {
+            name: interval.mean,
+            f"{name}_ci_low": interval.low,
+            f"{name}_ci_high": interval.high,
+            f"{name}_se": interval.se,
+            f"{name}_df": None if interval.df is None or interval.df == float("inf") else interval.df,
+        }
+    return row
 
 
 def results_table_rows(results: StudyResults, *, observer: dict | None = None) -> list[dict]:
@@ -155,23 +208,7 @@ def results_table_rows(results: StudyResults, *, observer: dict | None = None) -
         ]:
             row[f"{name}_ci_low"], row[f"{name}_ci_high"] = _bounds(interval)
         rows.append({column: row[column] for column in TABLE_COLUMNS})
-    for group in results.groups:
-        row = dict.fromkeys(TABLE_COLUMNS)
-        accuracy, balanced = group.accuracy, group.balanced_accuracy
-        row |= {
-            "reader": f"group: {group.group}",
-            "n_readers": len(group.readers),
-            "accuracy": accuracy.mean,
-            "balanced_accuracy": balanced.mean,
-            "note": balanced.note or accuracy.note,
-        }
-        row["accuracy_ci_low"], row["accuracy_ci_high"] = (
-            _bounds(accuracy.interval) if accuracy.interval else (accuracy.minimum, accuracy.maximum)
-        )
-        row["balanced_accuracy_ci_low"], row["balanced_accuracy_ci_high"] = (
-            _bounds(balanced.interval) if balanced.interval else (balanced.minimum, balanced.maximum)
-        )
-        rows.append(row)
+    rows += [group_row(group) for group in results.groups]
     if observer:
         rows.append({column: observer_row(observer)[column] for column in TABLE_COLUMNS})
     return rows
@@ -191,12 +228,13 @@ CALLS_COLUMNS = [
 
 
 def calls_rows(*, study: Study) -> list[dict]:
-    """``calls.csv``: one row per trial of every session, training included (its phase says so).
+    """``calls.csv``: one row per ended trial of every session (answered or expired; a trial past
+    its limit that nobody has marked yet counts as expired), training included (its phase says so).
     ``case`` is the bank image's id: stable, so the same image is the same case for every reader.
     ``subject`` is a real image's person (empty for synthetic ones), so MRMC tools can treat one
     person's slices as one case."""
     trials = (
-        Trial.objects.filter(session__reader__study=study)
+        study_ended_trials(study=study)
         .select_related("session__reader__user", "bank_image__subject")
         .order_by("session__reader_id", "position")
     )
@@ -222,10 +260,19 @@ def calls_rows(*, study: Study) -> list[dict]:
                 "shown_at": trial.shown_at.isoformat() if trial.shown_at else "",
                 "answered_at": trial.answered_at.isoformat() if trial.answered_at else "",
                 "response_ms": response_ms,
-                "expired": trial.expired,
+                "expired": not trial.call,
             }
         )
     return rows
+
+
+# iMRMC reads "NR:", "N0:", "N1:", "NM:" and "BEGIN DATA:" as the file's counts and data marker.
+IMRMC_KEYWORDS = re.compile(r"(?i)\b(NR|N0|N1|NM|BEGIN\s+DATA)\s*:")
+
+
+def imrmc_header_text(text: str) -> str:
+    """Free text for the iMRMC header: one line, and never a count or marker iMRMC would read."""
+    return IMRMC_KEYWORDS.sub(lambda match: f"{match.group(1)} -", " ".join(text.split()))
 
 
 def imrmc_text(*, study: Study) -> str:
@@ -246,7 +293,8 @@ def imrmc_text(*, study: Study) -> str:
     truth = {image_id: image_class for _, image_id, image_class, _, _ in trials}
     reader_number = {reader_id: n for n, reader_id in enumerate(sorted({t[0] for t in trials}), start=1)}
     lines = [
-        f"SynthRead study {study.name!r}: real (1) or synthetic (0); main phase, expired trials left out.",
+        f"SynthRead study {imrmc_header_text(study.name)!r}: real (1) or synthetic (0); main phase, "
+        "expired trials left out.",
         "Scores: 1 = called real, 0 = called synthetic"
         + ("; with confidence, 1-10 from certainly synthetic to certainly real." if study.ask_confidence else "."),
         "",

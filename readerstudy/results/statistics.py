@@ -122,51 +122,45 @@ def accuracy_binomial_test(counts: ConfusionCounts, *, chance: float = 0.5) -> H
 
 
 def balanced_accuracy_permutation_test(
-    counts: ConfusionCounts,
-    *,
-    n_permutations: int = 10_000,
-    seed: int = 0,
-    alternative: Literal["two-sided", "greater"] = "two-sided",
+    counts: ConfusionCounts, *, alternative: Literal["two-sided", "greater"] = "two-sided"
 ) -> HypothesisTest | None:
-    """Permutation test of balanced accuracy against chance; None without both classes.
+    """Exact permutation test of balanced accuracy against chance; None without both classes.
 
     The reader's calls are shuffled against the truth labels. A shuffle keeps how many images
-    were called real (K), so the number of those that land on real images is a hypergeometric
-    draw, which is what is sampled here instead of shuffling arrays. Under the shuffles balanced
-    accuracy averages exactly 0.5 whatever the class mix. p = (1 + #{as extreme}) / (1 + n),
-    which never reports p = 0 from a finite number of permutations.
+    were called real (K of N), so the number of those that land on real images is hypergeometric
+    (population N, n_real successes, K draws): summing its probabilities over the shuffles as
+    extreme as observed gives the exact p, with no Monte Carlo error and no seed. Under the
+    shuffles balanced accuracy averages exactly 0.5 whatever the class mix.
 
     "two-sided" (default) counts shuffles at least as far from 0.5 as observed, in either
     direction, matching the binomial test; "greater" counts those at least as high ("better than
-    chance"), and then equals Fisher's exact test up to Monte Carlo error.
+    chance"), and then is Fisher's exact test of the 2×2 table.
     """
+    from scipy.stats import hypergeom
+
     n_real, n_synthetic = counts.n_real, counts.n_synthetic
     if not n_real or not n_synthetic:
         return None
-    called_real = counts.tp + counts.fp
-    rng = np.random.default_rng(seed)
-    tp = rng.hypergeometric(n_real, n_synthetic, called_real, size=n_permutations)
-    tn = n_synthetic - (called_real - tp)
-
-    # 2·n_real·n_synthetic·(balanced accuracy − 0.5), kept in integers so ties compare exactly.
-    def excess(tp_, tn_):
-        return tp_ * n_synthetic + tn_ * n_real - n_real * n_synthetic
-
-    observed, shuffled = excess(counts.tp, counts.tn), excess(tp, tn)
+    n_images, called_real = n_real + n_synthetic, counts.tp + counts.fp
+    tp = np.arange(max(0, called_real - n_synthetic), min(called_real, n_real) + 1)
+    # TP·N − n_real·K = 2·n_real·n_synthetic·(balanced accuracy − 0.5), kept in integers so shuffles
+    # that tie with the observed table count exactly.
+    shuffled, observed = tp * n_images - n_real * called_real, counts.tp * n_images - n_real * called_real
     if alternative == "two-sided":
         as_extreme = np.abs(shuffled) >= abs(observed)
     elif alternative == "greater":
         as_extreme = shuffled >= observed
     else:
         raise ValueError(f"alternative must be 'two-sided' or 'greater', got {alternative!r}")
+    # Every shuffle as extreme (a reader at chance): exactly 1, not the pmf's sum, a hair off 1.
+    p_value = 1.0 if as_extreme.all() else float(hypergeom.pmf(tp[as_extreme], n_images, n_real, called_real).sum())
     return HypothesisTest(
-        test="Permutation test",
+        test="Exact permutation test (hypergeometric)",
         null_hypothesis="balanced accuracy = 0.5 (calls independent of truth)",
         alternative=alternative,
         statistic=counts.balanced_accuracy,
-        p_value=(1 + int(as_extreme.sum())) / (1 + n_permutations),
+        p_value=min(p_value, 1.0),
         n_trials=counts.called,
-        n_permutations=n_permutations,
     )
 
 
@@ -183,9 +177,7 @@ class ReaderStatistics:
     balanced_accuracy_test: HypothesisTest | None
 
 
-def reader_statistics(
-    counts: ConfusionCounts, *, seed: int = 0, n_resamples: int = 2000, n_permutations: int = 10_000
-) -> ReaderStatistics:
+def reader_statistics(counts: ConfusionCounts, *, seed: int = 0, n_resamples: int = 2000) -> ReaderStatistics:
     """Intervals and tests of one reader's counts, with the defaults of the functions above."""
     return ReaderStatistics(
         counts=counts,
@@ -194,7 +186,7 @@ def reader_statistics(
         specificity_interval=wilson_interval(counts.tn, counts.n_synthetic),
         balanced_accuracy_interval=balanced_accuracy_bootstrap_interval(counts, n_resamples=n_resamples, seed=seed),
         accuracy_test=accuracy_binomial_test(counts),
-        balanced_accuracy_test=balanced_accuracy_permutation_test(counts, n_permutations=n_permutations, seed=seed),
+        balanced_accuracy_test=balanced_accuracy_permutation_test(counts),
     )
 
 
@@ -210,18 +202,12 @@ class PooledMetric:
     note: str = ""
 
 
-@dataclass(frozen=True)
-class GroupSummary:
-    group: str
-    readers: tuple[str, ...]
-    accuracy: PooledMetric
-    balanced_accuracy: PooledMetric
-
-
 def pooled_mean(
     values: Iterable[float | None], *, n_resamples: int = 2000, seed: int = 0, confidence_level: float = 0.95
 ) -> PooledMetric:
-    """Mean over readers (each reader weighs the same, whatever their number of trials).
+    """Mean over readers (each reader weighs the same, whatever their number of trials): the group
+    interval before issue #20, kept as the baseline of ``benchmarks/bench_group_intervals.py``
+    (groups now get the ORH interval, ``readerstudy.results.groups``).
 
     With MIN_READERS_FOR_INTERVAL readers or more: a percentile bootstrap interval, resampling
     readers with replacement. With fewer: the range only, and a note saying why. Readers whose
@@ -245,29 +231,6 @@ def pooled_mean(
         float(interval_low), float(interval_high), "Percentile bootstrap over readers", confidence_level
     )
     return PooledMetric(mean, int(defined.size), interval, low, high)
-
-
-def group_summaries(
-    *, counts_by_reader: Mapping[str, ConfusionCounts], group_by_reader: Mapping[str, str], seed: int = 0
-) -> list[GroupSummary]:
-    """Accuracy and balanced accuracy pooled per group (e.g. neuroradiologists vs the rest).
-
-    Groups come out in the order their first reader appears in ``counts_by_reader``.
-    """
-    if missing := set(counts_by_reader) - set(group_by_reader):
-        raise ValueError(f"readers without a group: {sorted(missing)}")
-    members: dict[str, list[str]] = {}
-    for reader in counts_by_reader:
-        members.setdefault(group_by_reader[reader], []).append(reader)
-    return [
-        GroupSummary(
-            group=group,
-            readers=tuple(readers),
-            accuracy=pooled_mean((counts_by_reader[r].accuracy for r in readers), seed=seed),
-            balanced_accuracy=pooled_mean((counts_by_reader[r].balanced_accuracy for r in readers), seed=seed),
-        )
-        for group, readers in members.items()
-    ]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 
 from generator.bank import _held_out_volumes, bank_fill_create
 from generator.ingest import dataset_get_or_create, volumes_ingest
@@ -204,6 +205,7 @@ def test_the_screen_holds_out_only_subjects_the_generator_never_saw(trained_job)
 
 def test_calls_csv_names_the_subject_of_real_images_only():
     real_trial = TrialFactory(bank_image=bank_images(1, REAL, subject=SubjectFactory(label="p-42"))[0])
+    real_trial.session.trials.update(call="real", shown_at=timezone.now(), answered_at=timezone.now())  # ended
     rows = calls_rows(study=real_trial.session.reader.study)
     assert {row["case"]: row["subject"] for row in rows}[real_trial.bank_image_id] == "p-42"
     assert {row["truth"] for row in rows} == {"real", "synthetic"}

@@ -209,3 +209,68 @@ def test_the_admin_study_page_shows_progress_and_freezes_evidence_fields(client,
 def test_reader_add_refuses_an_unknown_role(study):
     with pytest.raises(ReaderError, match="Unknown reader role"):
         reader_add(study=study, username="x", role="surgeon")
+
+
+def test_the_admins_reader_forms_refuse_admins_and_researchers(client, study):
+    client.force_login(UserFactory(role="admins"))
+    researcher = UserFactory(role="researchers")
+    response = client.post(
+        "/admin/readerstudy/reader/add/",
+        {"user": researcher.pk, "study": study.pk, "role": "other", "years_experience": 0},
+    )
+    assert response.status_code == 200 and "who see results and answers" in response.content.decode()
+    assert not Reader.objects.filter(user=researcher).exists()
+    with pytest.raises(ReaderError, match="one of the researchers"):
+        reader_add(study=study, username=researcher.username)
+
+
+def test_a_reader_of_an_open_study_cannot_become_an_admin_or_researcher(study):
+    from django.contrib.auth.models import Group
+    from django.db import transaction
+
+    from readerstudy.core.roles import Role, user_set_role
+
+    user = reader_add(study=study, username="blinded").user
+    with pytest.raises(ReaderError, match="reads the open study"):
+        user_set_role(user=user, role=Role.RESEARCHER)
+    with pytest.raises(ReaderError, match="reads the open study"), transaction.atomic():
+        Group.objects.get_or_create(name="admins")[0].user_set.add(user)
+    user.refresh_from_db()
+    user.is_staff = True
+    with pytest.raises(ReaderError, match="one of the admins"):
+        user.save()
+    user.refresh_from_db()
+    assert not user.is_staff and set(user.groups.values_list("name", flat=True)) == {"readers"}
+    study.state = Study.State.CLOSED
+    study.save()
+    user_set_role(user=user, role=Role.RESEARCHER)  # once the study is closed, a role may change
+
+
+def test_dry_runs_and_readers_follow_the_same_call_rules_through_the_api(client):
+    study = study_open(study=StudyFactory(name="Confident", ask_confidence=True, pools=(3, 1)))
+    client.force_login(UserFactory(role="admins"))
+    client.post(f"/reading/{study.pk}/dry-run/")
+    state = client.get(f"/api/v1/studies/{study.pk}/dry-run/session").json()
+    client.get(state["image_url"])
+    url = f"/api/v1/studies/{study.pk}/dry-run/calls"
+    for body, refusal in (
+        ({"call": "real"}, "asks for a confidence"),
+        ({"call": "real", "confidence": 4, "reason": "texture"}, "does not ask for a reason"),
+    ):
+        response = client.post(url, {"token": state["token"], **body}, content_type="application/json")
+        assert response.status_code == 400 and refusal in str(response.json())
+    response = client.post(
+        url, {"token": state["token"], "call": "real", "confidence": 4}, content_type="application/json"
+    )
+    assert response.status_code == 201
+
+    reader = reader_add(study=study, username="confident-reader")
+    client.force_login(reader.user)
+    client.post(f"/reading/{study.pk}/consent/", {"accept": "on"})
+    state = client.get(f"/api/v1/me/session?study={study.pk}").json()
+    client.get(state["image_url"])
+    response = client.post(
+        f"/api/v1/me/calls?study={study.pk}", {"token": state["token"], "call": "real"}, content_type="application/json"
+    )
+    assert response.status_code == 400 and "asks for a confidence" in str(response.json())
+    assert not Trial.objects.exclude(call="").exists()

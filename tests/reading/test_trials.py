@@ -35,7 +35,7 @@ def test_the_clock_starts_at_the_first_serve_and_a_reload_does_not_restart_it(se
 
 def test_a_call_within_the_limit_and_grace_is_recorded_once(session):
     trial = trial_serve(session=session, token=trial_current(session=session, now=at(0)).token, now=at(0))
-    outcome = call_record(session=session, token=trial.token, call="real", confidence=4, now=at(10.9))
+    outcome = call_record(session=session, token=trial.token, call="real", now=at(10.9))
     assert not outcome.replayed and outcome.trial.call == "real" and outcome.trial.answered_at == at(10.9)
     assert call_record(session=session, token=trial.token, call="real", now=at(12)).replayed
     with pytest.raises(CallRefused, match="cannot be changed"):
@@ -83,6 +83,33 @@ def test_calls_are_checked_before_anything_is_recorded(session):
         call_record(session=session, token=later.token, call="real", now=at(0))
     trial.refresh_from_db()
     assert trial.call == "" and not trial.expired
+
+
+@pytest.mark.parametrize(
+    ("asks", "sent", "refusal"),
+    [
+        ({"ask_confidence": True}, {}, "asks for a confidence"),
+        ({"ask_confidence": True}, {"confidence": 6}, "runs from 1 to 5"),
+        ({}, {"confidence": 4}, "does not ask for a confidence"),
+        ({}, {"reason": "the gyri"}, "does not ask for a reason"),
+        ({"ask_confidence": True}, {"confidence": 3, "reason": "edges"}, "does not ask for a reason"),
+    ],
+)
+def test_a_call_carries_confidence_exactly_when_asked_and_a_reason_only_when_offered(asks, sent, refusal):
+    session = ReadingSessionFactory(reader__study=StudyFactory(name="asks", pools=(3, 1), **asks), seed=5)
+    trial = trial_serve(session=session, token=trial_current(session=session, now=at(0)).token, now=at(0))
+    with pytest.raises(CallInvalid, match=refusal):
+        call_record(session=session, token=trial.token, call="real", now=at(1), **sent)
+    trial.refresh_from_db()
+    assert trial.call == "" and trial.confidence is None and trial.reason == ""
+
+
+def test_a_call_with_what_the_study_asks_is_recorded():
+    study = StudyFactory(name="asks all", pools=(3, 1), ask_confidence=True, ask_reason=True)
+    session = ReadingSessionFactory(reader__study=study, seed=5)
+    trial = trial_serve(session=session, token=trial_current(session=session, now=at(0)).token, now=at(0))
+    outcome = call_record(session=session, token=trial.token, call="real", confidence=3, reason=" edges ", now=at(1))
+    assert (outcome.trial.confidence, outcome.trial.reason) == (3, "edges")
 
 
 def test_an_unlimited_study_never_expires(session):

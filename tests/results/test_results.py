@@ -81,8 +81,14 @@ def test_table_counts_equal_a_recomputation_from_calls_and_leave_out_training_an
     assert float(by_reader["nr1"]["balanced_accuracy"]) == 1.0 and float(by_reader["nr1"]["roc_auc"]) == 1.0
     assert float(by_reader["body1"]["balanced_accuracy"]) == 0.5  # "always real" is chance, whatever its accuracy
     assert int(by_reader["res1"]["expired"]) == 1
-    assert {"group: neuroradiologists", "group: other readers"} <= set(by_reader)
-    assert "range" in by_reader["group: other readers"]["note"].lower()  # two readers: a range, not an interval
+    assert {"group: neuroradiologists", "group: other readers", "group: all readers"} <= set(by_reader)
+    # Two readers get an interval (ORH, df from the data), one reader only the mean.
+    others, alone = by_reader["group: other readers"], by_reader["group: neuroradiologists"]
+    assert "Obuchowski-Rockette-Hillis" in others["note"] and float(others["balanced_accuracy_df"]) >= 1
+    low, high, mean = (float(others[f"balanced_accuracy{k}"]) for k in ("_ci_low", "_ci_high", ""))
+    assert 0 <= low <= mean <= high <= 1 and float(others["balanced_accuracy_se"]) > 0
+    assert alone["balanced_accuracy_ci_low"] == "" and "One reader" in alone["note"]
+    assert int(by_reader["group: all readers"]["n_readers"]) == 3
 
 
 def test_the_imrmc_header_counts_match_its_rows(client, study):
@@ -150,3 +156,69 @@ def test_only_researchers_and_admins_see_results(client, study):
     client.force_login(Reader.objects.first().user)
     for path in [*paths, f"/api/v1/studies/{study.pk}/results/calls/?format=csv", "/results/"]:
         assert client.get(path).status_code == 403, path
+
+
+def _bundle(study: Study) -> dict:
+    from readerstudy.results.exports import study_bundle
+
+    with zipfile.ZipFile(io.BytesIO(study_bundle(study=study))) as bundle:
+        return {name.split("/", 1)[1]: bundle.read(name).decode() for name in bundle.namelist()}
+
+
+def test_exports_of_an_open_study_hold_only_ended_trials(client):
+    """An unserved or running trial's truth would tell what is coming; one past its limit that
+    nobody marked yet (a closed tab) is over, and counts as expired."""
+    study = study_open(
+        study=StudyFactory(name="Running", images_per_session=6, synthetic_min=3, synthetic_max=3, pools=(4, 1))
+    )
+    reader = Reader.objects.create(user=UserFactory(role="readers"), study=study)
+    session = session_build(reader=reader, seed=1)
+    now = timezone.now() - timedelta(minutes=5)
+    answered = trial_serve(session=session, token=trial_current(session=session, now=now).token, now=now)
+    call_record(session=session, token=answered.token, call="real", now=now + timedelta(seconds=1))
+    abandoned = trial_current(session=session, now=now + timedelta(seconds=2))
+    trial_serve(session=session, token=abandoned.token, now=now + timedelta(seconds=2))  # then the tab closed
+    unserved = set(session.trials.exclude(pk__in=[answered.pk, abandoned.pk]).values_list("bank_image_id", flat=True))
+
+    client.force_login(UserFactory(role="researchers"))
+    calls = _csv(client.get(f"/api/v1/studies/{study.pk}/results/calls/?format=csv").content.decode())
+    assert {(int(c["case"]), c["call"], c["expired"]) for c in calls} == {
+        (answered.bank_image_id, "real", "False"),
+        (abandoned.bank_image_id, "", "True"),
+    }
+    files = _bundle(study)
+    shown = {int(row["id"]) for row in _csv(files["bank_manifest.csv"])}
+    assert shown == {answered.bank_image_id, abandoned.bank_image_id} and not shown & unserved
+    [orders] = __import__("json").loads(files["sessions.json"])
+    assert set(orders["training_order"] + orders["main_order"]) == shown
+    assert orders["images_not_yet_ended"] == len(unserved)
+    assert not {str(image) for image in unserved} & {c["case"] for c in _csv(files["calls.csv"])}
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised_and_numbers_are_not():
+    from readerstudy.results.exports import rows_to_csv
+
+    text = rows_to_csv(
+        [{"reason": '=HYPERLINK("http://x")', "other": "+1", "at": "@SUM(A1)", "tab": "\tx", "n": -1, "ok": "edges"}],
+        ["reason", "other", "at", "tab", "n", "ok"],
+    )
+    row = _csv(text)[0]
+    assert row == {
+        "reason": '\'=HYPERLINK("http://x")',
+        "other": "'+1",
+        "at": "'@SUM(A1)",
+        "tab": "'\tx",
+        "n": "-1",
+        "ok": "edges",
+    }
+
+
+def test_the_imrmc_header_never_holds_a_count_from_the_study_name(client):
+    from readerstudy.results.scoring import imrmc_text
+
+    study = study_open(study=StudyFactory(name="Pilot NR: 3\nN0:9 begin data: x", pools=(3, 1)))
+    text = imrmc_text(study=study)
+    header = text.split("BEGIN DATA:")[0]
+    counted = [line for line in header.splitlines() if line.split(":")[0].strip().upper() in {"NR", "N0", "N1", "NM"}]
+    assert [line.split(":")[0] for line in counted] == ["NR", "N0", "N1", "NM"]  # only the real counts
+    assert "NR -" in header and "N0 -" in header and text.count("BEGIN DATA:") == 1

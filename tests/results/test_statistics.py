@@ -1,20 +1,21 @@
 """Statistics of the results (readerstudy.results.statistics): small known cases and the paper's Table 1."""
 
 import csv
+import math
+from fractions import Fraction
+from itertools import combinations
 
 import numpy as np
 import pytest
 from scipy.stats import fisher_exact, mannwhitneyu
 
 from readerstudy.results.statistics import (
-    MIN_READERS_FOR_INTERVAL,
     ROW_COLUMNS,
     ConfusionCounts,
     accuracy_binomial_test,
     balanced_accuracy_bootstrap_interval,
     balanced_accuracy_permutation_test,
     confusion_counts,
-    group_summaries,
     how_real_score,
     pooled_mean,
     reader_agreement,
@@ -169,29 +170,97 @@ def test_binomial_test_of_a_coin_flipper_is_not_significant():
 
 
 def test_permutation_test_finds_a_perfect_reader():
-    result = balanced_accuracy_permutation_test(ALL_RIGHT_50, n_permutations=2000)
-    assert result.p_value == pytest.approx(1 / 2001)
+    result = balanced_accuracy_permutation_test(ALL_RIGHT_50)
+    # Two of the C(50, 25) ways to place 25 "real" calls are as far from chance: all right, all wrong.
+    assert result.p_value == pytest.approx(2 / math.comb(50, 25), rel=1e-9)
     assert result.statistic == 1
-    assert "Permutation test (two-sided)" in result.label
+    assert result.n_permutations is None
+    assert result.label.startswith("Exact permutation test (hypergeometric) (two-sided)")
 
 
 def test_permutation_test_two_sided_finds_a_reader_who_swaps_the_labels():
     all_wrong = ConfusionCounts(tp=0, fn=25, fp=25, tn=0)
-    assert balanced_accuracy_permutation_test(all_wrong, n_permutations=2000).p_value < 0.001
-    assert balanced_accuracy_permutation_test(all_wrong, n_permutations=2000, alternative="greater").p_value == 1
+    assert balanced_accuracy_permutation_test(all_wrong).p_value < 1e-13
+    assert balanced_accuracy_permutation_test(all_wrong, alternative="greater").p_value == 1
 
 
-def test_permutation_test_greater_agrees_with_fishers_exact_test():
-    counts = ConfusionCounts(tp=16, fn=9, fp=10, tn=15)
-    permutation = balanced_accuracy_permutation_test(counts, n_permutations=40_000, alternative="greater")
+@pytest.mark.parametrize(
+    "counts",
+    [
+        ConfusionCounts(tp=16, fn=9, fp=10, tn=15),
+        ConfusionCounts(tp=30, fn=5, fp=2, tn=13),
+        ConfusionCounts(tp=3, fn=17, fp=8, tn=2),
+        ConfusionCounts(tp=1, fn=0, fp=0, tn=1),
+    ],
+)
+def test_permutation_test_greater_is_fishers_exact_test(counts):
+    permutation = balanced_accuracy_permutation_test(counts, alternative="greater")
     _, exact = fisher_exact([[counts.tp, counts.fn], [counts.fp, counts.tn]], alternative="greater")
-    assert permutation.p_value == pytest.approx(exact, abs=0.01)
+    assert permutation.p_value == pytest.approx(exact, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        ConfusionCounts(tp=13, fn=12, fp=13, tn=12),
+        ConfusionCounts(tp=18, fn=12, fp=12, tn=8),  # 3/5 called real in both classes
+        ConfusionCounts(tp=30, fn=0, fp=20, tn=0),
+    ],
+)
+def test_permutation_test_at_chance_level_gives_p_one(counts):
+    assert counts.balanced_accuracy == pytest.approx(0.5)
+    assert balanced_accuracy_permutation_test(counts).p_value == 1.0
+    assert 0.5 < balanced_accuracy_permutation_test(counts, alternative="greater").p_value <= 1
+
+
+def test_permutation_test_is_symmetric_in_the_labels():
+    counts = ConfusionCounts(tp=20, fn=10, fp=7, tn=13)
+    p_value = balanced_accuracy_permutation_test(counts).p_value
+    assert 0.001 < p_value < 0.05
+    swapped_calls = ConfusionCounts(tp=counts.fn, fn=counts.tp, fp=counts.tn, tn=counts.fp)
+    swapped_truth = ConfusionCounts(tp=counts.tn, fn=counts.fp, fp=counts.fn, tn=counts.tp)
+    assert balanced_accuracy_permutation_test(swapped_calls).p_value == pytest.approx(p_value, rel=1e-12)
+    assert balanced_accuracy_permutation_test(swapped_truth).p_value == pytest.approx(p_value, rel=1e-12)
+
+
+def test_permutation_test_is_deterministic():
+    counts = ConfusionCounts(tp=140, fn=60, fp=80, tn=120)
+    assert balanced_accuracy_permutation_test(counts) == balanced_accuracy_permutation_test(counts)
+
+
+def _counts_of(truth: list[bool], called_real: tuple[int, ...]) -> ConfusionCounts:
+    pairs = [(is_real, i in called_real) for i, is_real in enumerate(truth)]
+    return ConfusionCounts(
+        tp=pairs.count((True, True)),
+        fn=pairs.count((True, False)),
+        fp=pairs.count((False, True)),
+        tn=pairs.count((False, False)),
+    )
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater"])
+def test_permutation_test_matches_every_placement_of_the_real_calls(alternative):
+    # N = 8 images, 3 real: every way to place K "real" calls among them, balanced accuracy in fractions.
+    truth = [True] * 3 + [False] * 5
+
+    def excess(counts: ConfusionCounts) -> Fraction:
+        return Fraction(counts.tp, 3) + Fraction(counts.tn, 5) - 1
+
+    for called_real in range(9):
+        placements = [_counts_of(truth, chosen) for chosen in combinations(range(8), called_real)]
+        for counts in set(placements):
+            if alternative == "two-sided":
+                as_extreme = sum(abs(excess(shuffle)) >= abs(excess(counts)) for shuffle in placements)
+            else:
+                as_extreme = sum(excess(shuffle) >= excess(counts) for shuffle in placements)
+            result = balanced_accuracy_permutation_test(counts, alternative=alternative)
+            assert result.p_value == pytest.approx(as_extreme / len(placements), rel=1e-12), counts
 
 
 def test_permutation_test_of_random_readers_is_rarely_significant():
     rng = np.random.default_rng(7)
     p_values = []
-    for seed in range(200):
+    for _ in range(200):
         calls = rng.random(100) < 0.5
         truth = np.arange(100) < 50
         counts = ConfusionCounts(
@@ -200,7 +269,7 @@ def test_permutation_test_of_random_readers_is_rarely_significant():
             fp=int((~truth & calls).sum()),
             tn=int((~truth & ~calls).sum()),
         )
-        p_values.append(balanced_accuracy_permutation_test(counts, n_permutations=2000, seed=seed).p_value)
+        p_values.append(balanced_accuracy_permutation_test(counts).p_value)
     p_values = np.array(p_values)
     assert (p_values < 0.05).mean() < 0.1
     assert 0.4 < p_values.mean() < 0.65
@@ -210,7 +279,7 @@ def test_permutation_test_of_random_readers_is_rarely_significant():
 def test_calling_everything_real_fools_the_binomial_test_but_not_the_permutation_test():
     counts = ConfusionCounts(tp=300, fn=0, fp=200, tn=0)
     assert accuracy_binomial_test(counts).p_value < 1e-4
-    assert balanced_accuracy_permutation_test(counts, n_permutations=1000).p_value == 1
+    assert balanced_accuracy_permutation_test(counts).p_value == 1
 
 
 def test_permutation_test_rejects_an_unknown_side():
@@ -220,14 +289,14 @@ def test_permutation_test_rejects_an_unknown_side():
 
 def test_reader_statistics_bundles_the_single_functions():
     counts = ConfusionCounts(tp=16, fn=9, fp=10, tn=15)
-    statistics = reader_statistics(counts, seed=2, n_resamples=500, n_permutations=500)
+    statistics = reader_statistics(counts, seed=2, n_resamples=500)
     assert statistics.sensitivity_interval == wilson_interval(16, 25)
     assert statistics.specificity_interval == wilson_interval(15, 25)
     assert statistics.accuracy_interval == wilson_interval(31, 50)
     assert statistics.balanced_accuracy_interval == balanced_accuracy_bootstrap_interval(
         counts, n_resamples=500, seed=2
     )
-    assert statistics.balanced_accuracy_test == balanced_accuracy_permutation_test(counts, n_permutations=500, seed=2)
+    assert statistics.balanced_accuracy_test == balanced_accuracy_permutation_test(counts)
     assert statistics.accuracy_test == accuracy_binomial_test(counts)
 
 
@@ -246,26 +315,30 @@ def test_paper_table1_accuracy_is_balanced_accuracy_of_its_per_class_percentages
         assert counts.balanced_accuracy == pytest.approx(float(row["accuracy"]), abs=0.0051), row["reader"]
 
 
-def test_paper_groups_are_too_small_for_an_interval():
-    rows = paper_rows()
-    counts = {
-        row["reader"]: ConfusionCounts(
-            tp=int(row["tp_percent"]), fn=int(row["fn_percent"]), fp=int(row["fp_percent"]), tn=int(row["tn_percent"])
-        )
-        for row in rows
-    }
-    summaries = group_summaries(counts_by_reader=counts, group_by_reader={row["reader"]: row["group"] for row in rows})
-    assert [(summary.group, summary.readers) for summary in summaries] == [
-        ("NR", ("NR1", "NR2")),
-        ("NNR", ("NNR1", "NNR2", "NNR3")),
-    ]
-    neuroradiologists, others = (summary.balanced_accuracy for summary in summaries)
-    assert neuroradiologists.mean == pytest.approx((0.555 + 0.295) / 2)
-    assert (neuroradiologists.minimum, neuroradiologists.maximum) == pytest.approx((0.295, 0.555))
-    assert others.mean == pytest.approx((0.83 + 0.715 + 0.645) / 3)
-    for pooled in (neuroradiologists, others):
-        assert pooled.interval is None
-        assert f"fewer than {MIN_READERS_FOR_INTERVAL} readers" in pooled.note
+def test_the_papers_groups_get_an_interval_whatever_their_size():
+    """Two neuroradiologists and three others, each on cases of their own (the paper's table gives
+    no shared cases): ORH's covariance term is 0 and the interval is the t-interval over readers."""
+    from scipy.stats import ttest_1samp
+
+    from readerstudy.results.mrmc import ReaderCalls, orh_group_interval
+
+    def calls(row) -> ReaderCalls:
+        trials = []
+        for truth, right, wrong in (("real", "tp_percent", "fn_percent"), ("synthetic", "tn_percent", "fp_percent")):
+            other = "synthetic" if truth == "real" else "real"
+            trials += [(truth, truth)] * int(row[right]) + [(truth, other)] * int(row[wrong])
+        return ReaderCalls(row["reader"], tuple((f"{row['reader']}:{n}", t, c) for n, (t, c) in enumerate(trials)))
+
+    for group in ("NR", "NNR"):
+        rows = [row for row in paper_rows() if row["group"] == group]
+        interval = orh_group_interval([calls(row) for row in rows], metric="balanced_accuracy")
+        thetas = [float(calls_ba) for calls_ba in (ConfusionCounts(
+            tp=int(r["tp_percent"]), fn=int(r["fn_percent"]), fp=int(r["fp_percent"]), tn=int(r["tn_percent"])
+        ).balanced_accuracy for r in rows)]  # fmt: skip
+        expected = ttest_1samp(thetas, 0.5).confidence_interval(0.95)
+        assert interval.df == pytest.approx(len(rows) - 1)
+        assert interval.mean == pytest.approx(np.mean(thetas))
+        assert (interval.low, interval.high) == pytest.approx((max(expected.low, 0), min(expected.high, 1)))
 
 
 # Pooling by group
@@ -285,20 +358,6 @@ def test_pooling_leaves_out_readers_without_a_defined_value():
     pooled = pooled_mean([0.6, None, 0.8])
     assert (pooled.mean, pooled.n_readers) == (pytest.approx(0.7), 2)
     assert pooled_mean([None, None]).mean is None
-
-
-def test_group_summaries_need_a_group_for_every_reader():
-    with pytest.raises(ValueError, match="R2"):
-        group_summaries(counts_by_reader={"R1": ALL_RIGHT_50, "R2": ALL_RIGHT_50}, group_by_reader={"R1": "NR"})
-
-
-def test_a_reader_who_only_saw_one_class_pools_into_accuracy_but_not_balanced_accuracy():
-    counts = {f"R{i}": ConfusionCounts(tp=10 + i, fn=5, fp=5, tn=10) for i in range(5)}
-    counts["R5"] = ConfusionCounts(tp=10, fn=0, fp=0, tn=0)
-    (summary,) = group_summaries(counts_by_reader=counts, group_by_reader=dict.fromkeys(counts, "all"))
-    assert summary.accuracy.n_readers == 6
-    assert summary.balanced_accuracy.n_readers == 5
-    assert summary.balanced_accuracy.interval is not None
 
 
 # Agreement in fixed-set mode
