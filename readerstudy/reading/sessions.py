@@ -109,9 +109,12 @@ class PeopleIdsPool(IdsPool):
     def people_at(self, ranks: Sequence[int]) -> dict[int, tuple[int, int]]:
         return {rank: (self._by_person[rank][0], len(self._by_person[rank][1])) for rank in ranks}
 
+    @functools.cached_property
+    def _images_of(self) -> dict[int, list[int]]:
+        return dict(self._by_person)
+
     def active_of_people(self, picks: Sequence[tuple[int, int]]) -> dict[tuple[int, int], int]:
-        images = dict(self._by_person)
-        return {(key, rank): images[key][rank] for key, rank in picks}
+        return {(key, rank): self._images_of[key][rank] for key, rank in picks}
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,11 @@ def refuse_elevating_a_reader(sender, instance, action, pk_set, model, reverse, 
 
 
 @receiver(pre_save, sender=get_user_model())
-def refuse_making_a_reader_staff(sender, instance, **kwargs) -> None:
+def refuse_making_a_reader_staff(sender, instance, update_fields=None, **kwargs) -> None:
     if instance.pk is None or not (instance.is_staff or instance.is_superuser):
         return
+    if update_fields is not None and not {"is_staff", "is_superuser"} & set(update_fields):
+        return  # an admin's every login saves last_login alone: no query for that
     stored = sender.objects.filter(pk=instance.pk).values("is_staff", "is_superuser").first()
     if stored and not (stored["is_staff"] or stored["is_superuser"]):
         _refuse_if_reading(instance, Role.ADMIN.value)
