@@ -51,8 +51,14 @@ class TrainingJobForm(forms.Form):
 
     dataset = forms.ModelChoiceField(queryset=None, empty_label=None)
     preset = forms.ChoiceField()
-    budget = forms.IntegerField(min_value=1, help_text="How long to train, in the unit beside it.")
-    budget_unit = forms.ChoiceField(choices=[("steps", "steps"), ("epochs", "epochs over the whole grid")])
+    budget = forms.FloatField(
+        min_value=0.01,
+        help_text="How long to train, in the unit beside it. Minutes hold on any machine; a resumed job "
+        "gets the time it had left.",
+    )
+    budget_unit = forms.ChoiceField(
+        choices=[("minutes", "minutes of training"), ("steps", "steps"), ("epochs", "epochs over the whole grid")]
+    )
     batch_size = forms.IntegerField(min_value=1, max_value=1024, initial=64)
     seed = forms.IntegerField(min_value=0, initial=0)
     generator_steps_per_discriminator_step = forms.TypedChoiceField(
@@ -83,6 +89,16 @@ class TrainingJobForm(forms.Form):
         self.fields["budget"].initial = amount
         self.fields["budget_unit"].initial = unit
         self.fields["discriminator_input_batchnorm"].initial = defaults["discriminator_input_batchnorm"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        budget, unit = cleaned.get("budget"), cleaned.get("budget_unit")
+        if budget is not None and unit in ("steps", "epochs"):
+            if budget != int(budget) or budget < 1:
+                self.add_error("budget", f"A budget in {unit} is a whole number, at least 1.")
+            else:
+                cleaned["budget"] = int(budget)
+        return cleaned
 
     def service_arguments(self) -> dict:
         data = dict(self.cleaned_data)

@@ -178,6 +178,24 @@ class TrainingJob(LeasedJob):
     def storage_prefix(self) -> str:
         return f"training/{self.pk}"
 
+    @property
+    def progress_fraction(self) -> float:
+        """The share of the budget spent: of its steps, or of its minutes."""
+        progress = self.progress
+        if "fraction" in progress:
+            return round(min(1.0, float(progress["fraction"])), 4)
+        total = progress.get("total") or 0  # reported before budgets in minutes existed
+        return round(min(1.0, progress.get("step", 0) / total), 4) if total else 0.0
+
+    @property
+    def budget_text(self) -> str:
+        """The budget as an admin gave it, e.g. "4 minutes", "900 steps", "35 epochs"."""
+        for unit in ("minutes", "steps", "epochs"):
+            amount = self.config.get(unit)
+            if amount is not None:
+                return f"{amount:g} {unit}"
+        return "?"
+
 
 class BankImage(models.Model):
     """One image a reader may be shown, real or synthetic, rendered by the one renderer.

@@ -131,7 +131,8 @@ class IngestResultSerializer(serializers.Serializer):
 
 class TrainingJobSerializer(serializers.ModelSerializer):
     dataset = serializers.SlugRelatedField(slug_field="name", queryset=Dataset.objects.all())
-    progress_fraction = serializers.SerializerMethodField()
+    progress_fraction = serializers.FloatField(read_only=True)
+    budget = serializers.CharField(source="budget_text", read_only=True)
     log_tail = serializers.SerializerMethodField()
     samples_url = serializers.SerializerMethodField()
     loss_plot_url = serializers.SerializerMethodField()
@@ -147,6 +148,7 @@ class TrainingJobSerializer(serializers.ModelSerializer):
             "state",
             "progress",
             "progress_fraction",
+            "budget",
             "attempts",
             "error",
             "created_at",
@@ -160,10 +162,6 @@ class TrainingJobSerializer(serializers.ModelSerializer):
             "metrics",
         ]
         read_only_fields = fields
-
-    def get_progress_fraction(self, job: TrainingJob) -> float:
-        total = job.progress.get("total") or 0
-        return round(min(1.0, job.progress.get("step", 0) / total), 4) if total else 0.0
 
     def get_log_tail(self, job: TrainingJob) -> list[str]:
         return job.log.splitlines()[-12:]
@@ -191,6 +189,9 @@ class TrainingJobCreateSerializer(serializers.Serializer):
     preset = serializers.ChoiceField(choices=TrainingJob.Preset.choices, default=TrainingJob.Preset.QUICK_64)
     epochs = serializers.IntegerField(min_value=1, required=False)
     steps = serializers.IntegerField(min_value=1, required=False)
+    minutes = serializers.FloatField(
+        min_value=0.01, required=False, help_text="Training time; a resumed job gets the time it had left."
+    )
     batch_size = serializers.IntegerField(min_value=1, max_value=1024, required=False)
     seed = serializers.IntegerField(min_value=0, required=False)
     generator_steps_per_discriminator_step = serializers.ChoiceField(choices=[1, 2], required=False)

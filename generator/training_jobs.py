@@ -11,7 +11,7 @@ from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from generator.ml.dcgan import PRESETS, TrainingConfig, preset_config
+from generator.ml.dcgan import BUDGET_FIELDS, PRESETS, TrainingConfig, preset_config
 from readerstudy.core.errors import ApplicationError
 from readerstudy.core.jobs import JobCancelled, JobHandle, job_enqueue, job_log
 
@@ -21,9 +21,9 @@ from .volumes import volume_slice_source
 logger = logging.getLogger(__name__)
 
 
-def preset_budget(preset: str) -> dict[str, int]:
-    """The budget a new job's form starts from: the preset's epochs or steps."""
-    return {key: PRESETS[preset][key] for key in ("epochs", "steps") if key in PRESETS[preset]}
+def preset_budget(preset: str) -> dict[str, float]:
+    """The budget a new job's form starts from: the preset's epochs, steps or minutes."""
+    return {key: PRESETS[preset][key] for key in BUDGET_FIELDS if key in PRESETS[preset]}
 
 
 def preset_form_defaults(preset: str) -> dict:
@@ -39,14 +39,17 @@ def training_job_create(
     user=None,
     epochs: int | None = None,
     steps: int | None = None,
+    minutes: float | None = None,
     **options,
 ) -> TrainingJob:
-    """Queue a training run; ``options`` are TrainingConfig fields (batch_size, seed, ...)."""
+    """Queue a training run; ``options`` are TrainingConfig fields (batch_size, seed, ...). The
+    budget is the preset's unless one of epochs, steps or minutes is given."""
     if not dataset.volumes.filter(status=Volume.Status.READY).exists():
         raise ApplicationError(f"Dataset {dataset} has no aligned volume yet: upload and align volumes first.")
-    if epochs is not None and steps is not None:
-        raise ApplicationError("Give a budget in epochs or in steps, not both.")
-    budget = {"epochs": epochs} if epochs is not None else {"steps": steps} if steps is not None else {}
+    given = {name: value for name, value in (("epochs", epochs), ("steps", steps), ("minutes", minutes)) if value}
+    if len(given) > 1:
+        raise ApplicationError(f"Give one budget (epochs, steps or minutes), not {' and '.join(given)}.")
+    budget = given
     try:
         config = preset_config(preset, **budget, **{k: v for k, v in options.items() if v is not None})
     except ValueError as error:  # generator.ml checks a configuration; here that is the user's input
@@ -177,6 +180,8 @@ def training_job_work(job: TrainingJob, handle: JobHandle) -> None:
         job_log(job=job, message=f"resuming from the stored checkpoint at step {checkpoint_step(local_dir)}")
     uploader = CheckpointUploader(job=job, local_dir=local_dir)
 
+    budget_s = config.minutes * 60 if config.minutes is not None else None
+
     def on_progress(progress) -> None:
         handle.report(
             epoch=progress.epoch,
@@ -186,6 +191,9 @@ def training_job_work(job: TrainingJob, handle: JobHandle) -> None:
             g_loss=round(float(progress.g_loss), 4),
             images_per_s=round(float(progress.images_per_s), 1),
             eta_s=round(float(progress.eta_s)),
+            fraction=round(progress.fraction, 4),
+            trained_s=round(progress.trained_s, 1),
+            budget_s=budget_s,
         )
         if uploader.sync_if_new_checkpoint():
             handle.report(**training_pictures(job=job))
@@ -215,7 +223,14 @@ def training_job_work(job: TrainingJob, handle: JobHandle) -> None:
         on_metrics=on_metrics,
     )
     uploader.sync()
-    handle.report(step=result.steps_done, total=result.total_steps, eta_s=0, **training_pictures(job=job))
+    handle.report(
+        step=result.steps_done,
+        total=result.total_steps,
+        eta_s=0,
+        trained_s=round(result.trained_s, 1),
+        **({} if result.stopped else {"fraction": 1.0}),
+        **training_pictures(job=job),
+    )
     if result.stopped:
         raise JobCancelled(f"training job {job.pk} stopped at step {result.steps_done}")
     exported = local_dir.parent / f"{job.pk}-generator.keras"

@@ -55,6 +55,7 @@ INIT_STDDEV = 0.02
 BATCHNORM_MOMENTUM = 0.9
 BATCHNORM_EPSILON = 1e-5
 MIXED_PRECISION_SETTINGS = ("auto", "on", "off")
+BUDGET_FIELDS = ("epochs", "steps", "minutes")
 METRICS_SETTINGS = ("epoch", "end", "off")  # when generator.ml.metrics measures the run; see TrainingConfig
 
 
@@ -62,7 +63,8 @@ METRICS_SETTINGS = ("epoch", "end", "off")  # when generator.ml.metrics measures
 class TrainingConfig:
     """Everything that defines a training run; ``to_dict`` goes into the run's record.
 
-    Exactly one budget: ``epochs`` (passes over the slice grid) or ``steps`` (discriminator steps).
+    Exactly one budget: ``epochs`` (passes over the slice grid), ``steps`` (discriminator steps) or
+    ``minutes`` (of training, counted over every resume: a resumed run gets the time it had left).
     ``metrics_every``: when the loop computes the quality metrics (SWD, MS-SSIM diversity;
     ``generator.ml.metrics``), at the end of every epoch and of the run ("epoch"), at the end of the
     run only ("end"), or never ("off").
@@ -83,15 +85,19 @@ class TrainingConfig:
     seed: int = 0
     epochs: int | None = None
     steps: int | None = None
+    minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {self.size}")
-        if (self.epochs is None) == (self.steps is None):
-            raise ValueError(f"give exactly one budget, epochs or steps (got epochs={self.epochs}, steps={self.steps})")
-        budget = self.epochs if self.epochs is not None else self.steps
-        if budget < 1:
-            raise ValueError(f"the budget must be at least 1, got {budget}")
+        budgets = {name: getattr(self, name) for name in BUDGET_FIELDS if getattr(self, name) is not None}
+        if len(budgets) != 1:
+            given = ", ".join(f"{name}={getattr(self, name)}" for name in BUDGET_FIELDS)
+            raise ValueError(f"give exactly one budget, epochs, steps or minutes (got {given})")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(f"the budget in minutes must be positive, got {self.minutes}")
+        if self.minutes is None and next(iter(budgets.values())) < 1:
+            raise ValueError(f"the budget must be at least 1, got {next(iter(budgets.values()))}")
         if self.generator_steps_per_discriminator_step not in (1, 2):
             raise ValueError("generator_steps_per_discriminator_step must be 1 or 2")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -103,8 +109,11 @@ class TrainingConfig:
         if self.z_dim < 1 or self.batch_size < 1:
             raise ValueError("z_dim and batch_size must be positive")
 
-    def total_steps(self, steps_per_epoch: int) -> int:
-        return self.epochs * steps_per_epoch if self.epochs is not None else self.steps
+    def total_steps(self, steps_per_epoch: int) -> int | None:
+        """The steps the budget allows; None for a budget in minutes (its steps depend on the machine)."""
+        if self.epochs is not None:
+            return self.epochs * steps_per_epoch
+        return self.steps
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,10 +127,12 @@ class TrainingConfig:
         return cls(**values)
 
 
-# quick-64 is ours, not the paper's: 900 steps at batch 64, so `make demo` serves within 10 minutes
-# on a slow 2-core machine too (2.9 steps/s in bf16 on an Intel Xeon with AMX: 5.2 minutes; 6.5
-# steps/s on an AMD EPYC: 2.3 minutes; benchmarks/bench_training.py estimates it), streaming slices
-# of the MNI152 template; samples are recognisable axial slices from about 600 steps. It uses Radford's
+# quick-64 is ours, not the paper's: a budget of minutes, not steps, since 2-core CPUs train the
+# paper's net at 64² anywhere from 0.5 steps/s (an AVX2-only AMD EPYC) to 6.5 (an AVX-512 one): a
+# step budget would mean a different wait, and a different model, on every machine
+# (benchmarks/bench_training.py measures the rate). Four minutes fit `make demo`'s ten on the slow
+# kind too; samples are recognisable axial slices from about 600 steps at batch 64. It streams slices
+# of the MNI152 template and uses Radford's
 # discriminator: with batch norm on the input convolution, each batch (real or fake) is normalised
 # by its own statistics, so the discriminator cannot see a batch-wide intensity offset, and after
 # 600 steps the generator's background was still grey (pixel std 0.38–0.47 against the real slices'
@@ -132,18 +143,18 @@ class TrainingConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-256": {"size": 256, "epochs": 35},
     "paper-128": {"size": 128, "epochs": 35},
-    "quick-64": {"size": 64, "steps": 900, "discriminator_input_batchnorm": False},
+    "quick-64": {"size": 64, "minutes": 4, "discriminator_input_batchnorm": False},
 }
 
 
 def preset_config(name: str, **overrides: Any) -> TrainingConfig:
-    """A preset's config with overrides; a budget override (epochs or steps) replaces the preset's."""
+    """A preset's config with overrides; a budget override (epochs, steps or minutes) replaces the preset's."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
     values = dict(PRESETS[name])
-    if "epochs" in overrides or "steps" in overrides:
-        values.pop("epochs", None)
-        values.pop("steps", None)
+    if any(overrides.get(budget) is not None for budget in BUDGET_FIELDS):
+        for budget in BUDGET_FIELDS:
+            values.pop(budget, None)
     values.update(overrides)
     return TrainingConfig(**values)
 

@@ -19,8 +19,9 @@ def job_follow(
     timeout_hint: str = "",
     postfix_keys: tuple[str, ...] = (),
 ) -> LeasedJob:
-    """Show the job's progress (its ``step`` of ``total``) until it ends; CommandError unless it
-    succeeded, or when ``timeout_s`` passes first."""
+    """Show the job's progress until it ends; CommandError unless it succeeded, or when ``timeout_s``
+    passes first. The bar counts the job's ``step`` of ``total``, or, for a job on a time budget
+    (progress with ``budget_s``), its ``trained_s`` of ``budget_s`` in seconds, the step beside it."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with tqdm(total=job.progress.get("total"), desc=label, unit=unit, file=sys.stderr) as bar:
         while not job.is_finished:
@@ -31,11 +32,15 @@ def job_follow(
             time.sleep(poll_s)
             job.refresh_from_db()
             progress = job.progress
-            if progress.get("total"):
-                bar.total = progress["total"]
-            bar.update(int(progress.get("step", 0)) - bar.n)
-            if all(key in progress for key in postfix_keys) and postfix_keys:
-                bar.set_postfix({key: progress[key] for key in postfix_keys})
+            on_time_budget = bool(progress.get("budget_s"))
+            position_key, total_key = ("trained_s", "budget_s") if on_time_budget else ("step", "total")
+            if progress.get(total_key):
+                bar.total = progress[total_key]
+                bar.unit = "s" if on_time_budget else unit
+            bar.update(min(int(progress.get(position_key, 0)), bar.total or 10**12) - bar.n)
+            shown = (*(("step",) if on_time_budget else ()), *postfix_keys)
+            if postfix_keys and all(key in progress for key in shown):
+                bar.set_postfix({key: progress[key] for key in shown})
     if job.state != JobState.SUCCEEDED:
         raise CommandError(f"{label.capitalize()} ended {job.state}. {job.error}")
     return job

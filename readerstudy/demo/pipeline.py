@@ -55,7 +55,7 @@ DEMO_READERS = (
 class DemoSizes:
     """How big the demo is: the paper's session on a bank of 200 + 200; `tiny` for tests."""
 
-    training_steps: int | None = None  # None: the quick-64 preset's budget
+    training_steps: int | None = None  # None: the quick-64 preset's budget (minutes)
     # Pseudo-subjects the generator trains on (their slices are the study's real images: the quiz
     # and the training pool take a person or two, the main pool the rest, spread over a session)
     # and ones only the memorisation screen sees, as held-out people.

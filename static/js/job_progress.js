@@ -88,11 +88,16 @@
     text("job-state", job.state);
     text("job-attempts", job.attempts > 1 ? `(attempt ${job.attempts})` : "");
     document.getElementById("job-progress").value = job.progress_fraction;
-    const parts = [`step ${p.step || 0} of ${p.total || "?"}`];
+    // A budget in steps shows "step n of N"; one in minutes, the training time spent and left.
+    const parts = [p.total ? `step ${p.step || 0} of ${p.total}` : `step ${p.step || 0}`];
+    if (p.budget_s) parts.push(`trained ${duration(p.trained_s)} of ${duration(p.budget_s)}`);
     if (p.epoch) parts.push(`epoch ${p.epoch}`);
     if (p.d_loss != null) parts.push(`D loss ${p.d_loss}`, `G loss ${p.g_loss}`);
     if (p.images_per_s) parts.push(`${p.images_per_s} images/s`);
-    if (!finished.has(job.state) && p.eta_s != null) parts.push(`ETA ${duration(p.eta_s)}`);
+    if (!finished.has(job.state) && p.eta_s != null) {
+      const end = new Date(Date.now() + p.eta_s * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      parts.push(`${duration(p.eta_s)} left (ETA ${end})`);
+    }
     text("job-figures", parts.join(" · "));
     text("job-error", job.error || "");
     text("job-log", job.log_tail.join("\n"));

@@ -37,8 +37,9 @@ def test_the_new_job_form_defaults_to_the_preset_budget_and_queues_a_job(
     volume = aligned_template_volume(tmp_path)
     client.force_login(UserFactory(role="admins"))
     page = client.get("/generator/training/new/").content.decode()
-    quick_steps = PRESETS["quick-64"]["steps"]
-    assert f'name="budget" value="{quick_steps}"' in page and '"paper-256": {"budget": {"epochs": 35}' in page
+    quick_minutes = PRESETS["quick-64"]["minutes"]
+    assert f'name="budget" value="{quick_minutes}"' in page and '"paper-256": {"budget": {"epochs": 35}' in page
+    assert '<option value="minutes" selected>' in page
     form = {
         "dataset": volume.dataset.pk,
         "preset": "quick-64",
@@ -63,7 +64,45 @@ def test_the_new_job_form_defaults_to_the_preset_budget_and_queues_a_job(
     detail = client.get(f"/generator/training/{job.pk}/")
     assert detail.status_code == 200 and b"job-progress" in detail.content
     api = client.get(f"/api/v1/training-jobs/{job.pk}/").json()
-    assert api["state"] == "queued" and api["progress_fraction"] == 0.0
+    assert api["state"] == "queued" and api["progress_fraction"] == 0.0 and api["budget"] == "20 steps"
+
+    # A budget in minutes from the page; steps must be whole.
+    response = client.post("/generator/training/new/", {**form, "budget": "1.5", "budget_unit": "minutes"})
+    timed = TrainingJob.objects.latest("pk")
+    assert response.status_code == 302 and (timed.config["minutes"], timed.config["steps"]) == (1.5, None)
+    assert "1.5 minutes" in client.get(f"/generator/training/{timed.pk}/").content.decode()
+    refused = client.post("/generator/training/new/", {**form, "budget": "2.5", "budget_unit": "steps"})
+    assert refused.status_code == 200 and "whole number" in refused.content.decode()
+    assert TrainingJob.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_job_on_minutes_shows_the_share_of_its_time_spent(tmp_path):
+    volume = aligned_template_volume(tmp_path)
+    job = training_job_create(dataset=volume.dataset, minutes=2)
+    job.progress = {"step": 40, "trained_s": 30.0, "budget_s": 120.0, "fraction": 0.25}
+    assert job.progress_fraction == 0.25 and job.budget_text == "2 minutes"
+    job.progress = {"step": 3, "total": 12}  # a row written before budgets in minutes
+    assert job.progress_fraction == 0.25
+    with pytest.raises(ValueError, match="one budget"):
+        training_job_create(dataset=volume.dataset, steps=10, minutes=2)
+
+
+@pytest.mark.django_db
+def test_the_api_queues_a_job_on_minutes(client, tmp_path):
+    volume = aligned_template_volume(tmp_path)
+    client.force_login(UserFactory(role="admins"))
+    created = client.post(
+        "/api/v1/training-jobs/", {"dataset": volume.dataset.name, "minutes": 0.5}, content_type="application/json"
+    )
+    assert created.status_code == 201, created.content
+    assert created.json()["config"]["minutes"] == 0.5 and created.json()["budget"] == "0.5 minutes"
+    both = client.post(
+        "/api/v1/training-jobs/",
+        {"dataset": volume.dataset.name, "minutes": 1, "steps": 5},
+        content_type="application/json",
+    )
+    assert both.status_code == 400 and "one budget" in both.content.decode()
 
 
 @pytest.mark.django_db
@@ -83,3 +122,7 @@ def test_train_dcgan_command_queues_the_same_job(tmp_path, capsys):
     job = TrainingJob.objects.get()
     assert (job.preset, job.config["size"], job.config["epochs"], job.config["steps"]) == ("paper-128", 128, 2, None)
     assert f"Queued training job {job.pk}" in capsys.readouterr().out
+    call_command("train_dcgan", "--dataset", volume.dataset.name, "--minutes", "2.5")
+    timed = TrainingJob.objects.latest("pk")
+    assert (timed.preset, timed.config["minutes"], timed.config["steps"]) == ("quick-64", 2.5, None)
+    assert "2.5 minutes" in capsys.readouterr().out

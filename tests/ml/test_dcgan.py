@@ -167,6 +167,11 @@ def test_config_needs_exactly_one_budget_and_round_trips():
         TrainingConfig(size=64)
     with pytest.raises(ValueError, match="exactly one budget"):
         TrainingConfig(size=64, epochs=1, steps=1)
+    with pytest.raises(ValueError, match="exactly one budget"):
+        TrainingConfig(size=64, steps=1, minutes=2)
+    with pytest.raises(ValueError, match="positive"):
+        TrainingConfig(size=64, minutes=0)
+    assert TrainingConfig(size=64, minutes=0.5).total_steps(steps_per_epoch=10) is None  # the machine decides
     with pytest.raises(ValueError, match="size"):
         TrainingConfig(size=96, steps=1)
     with pytest.raises(ValueError):
@@ -185,9 +190,12 @@ def test_presets_and_budget_overrides():
     assert preset_config("paper-128") == TrainingConfig(size=128, epochs=35)
     assert preset_config("paper-256").discriminator_input_batchnorm  # the paper's text
     quick = preset_config("quick-64")
-    assert quick.size == 64 and quick.epochs is None and quick.steps == PRESETS["quick-64"]["steps"]
+    assert quick.size == 64 and (quick.epochs, quick.steps) == (None, None)
+    assert quick.minutes == PRESETS["quick-64"]["minutes"]  # small presets train for minutes, on any machine
     assert not quick.discriminator_input_batchnorm  # Radford's variant: see the preset's comment
-    assert 600 <= quick.steps <= 1500
+    assert 2 <= quick.minutes <= 5  # within `make demo`'s ten minutes
+    assert (preset_config("quick-64", steps=30).steps, preset_config("quick-64", steps=30).minutes) == (30, None)
+    assert preset_config("paper-128", minutes=90).epochs is None
     assert (quick.batch_size, quick.learning_rate, quick.beta_1, quick.z_dim) == (64, 2e-4, 0.5, 100)
     extended = preset_config("paper-256", steps=10)
     assert (extended.epochs, extended.steps) == (None, 10)

@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from generator.ml import training
 from generator.ml.dcgan import TrainingConfig
 from generator.ml.training import TrainingProgress, export_generator, generate, load_generator, train
 from tests.support import REPO
@@ -22,7 +21,7 @@ STEPS_PER_EPOCH = 4
 METRICS_SAMPLE = 16  # real and synthetic images per quality measurement (a real run takes 512)
 
 
-def config(steps: int, **overrides) -> TrainingConfig:
+def config(steps: int | None, **overrides) -> TrainingConfig:
     values = {"size": 64, "batch_size": BATCH, "steps": steps, "mixed_precision": "off", "metrics_every": "off"}
     return TrainingConfig(**{**values, **overrides})
 
@@ -40,17 +39,11 @@ def dataset() -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(discs()).batch(BATCH)
 
 
-@pytest.fixture
-def every_progress(monkeypatch):
-    """Report progress after every step, so a few steps give several reports."""
-    monkeypatch.setattr(training, "PROGRESS_EVERY_S", 0.0)
-
-
 def checkpoint_steps(checkpoint_dir) -> list[int]:
     return sorted(int(path.name.split("-")[1].split(".")[0]) for path in checkpoint_dir.glob("ckpt-*.index"))
 
 
-def test_a_run_writes_checkpoint_samples_and_loss_plot_then_resumes(tmp_path, dataset, every_progress):
+def test_a_run_writes_checkpoint_samples_and_loss_plot_then_resumes(tmp_path, dataset):
     checkpoint_dir = tmp_path / "run"
     reports: list[TrainingProgress] = []
     measured: list[list[dict]] = []
@@ -60,6 +53,7 @@ def test_a_run_writes_checkpoint_samples_and_loss_plot_then_resumes(tmp_path, da
         steps_per_epoch=STEPS_PER_EPOCH,
         checkpoint_dir=checkpoint_dir,
         on_progress=reports.append,
+        progress_every_s=0,  # a report after every step
         on_metrics=measured.append,
         metrics_sample_count=METRICS_SAMPLE,
     )
@@ -106,6 +100,7 @@ def test_a_run_writes_checkpoint_samples_and_loss_plot_then_resumes(tmp_path, da
         steps_per_epoch=STEPS_PER_EPOCH,
         checkpoint_dir=checkpoint_dir,
         on_progress=reports.append,
+        progress_every_s=0,
         metrics_sample_count=METRICS_SAMPLE,
     )
     assert resumed.steps_done == 9 and not resumed.stopped
@@ -253,3 +248,71 @@ def test_two_replicas_train_and_resume_through_the_same_loop(tmp_path, mixed_pre
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.split("\n")[:2] == ["steps_done 3 True 1", "steps_done 5 True 2"]  # metrics at each end
     assert checkpoint_steps(tmp_path / "run")[-1] == 5
+
+
+def test_a_budget_in_minutes_stops_within_one_step_and_a_resume_gets_the_time_left(tmp_path, dataset):
+    checkpoint_dir = tmp_path / "run"
+    budget_s = 3.0
+    reports: list[TrainingProgress] = []
+    result = train(
+        config(None, minutes=budget_s / 60),
+        dataset,
+        steps_per_epoch=1000,
+        checkpoint_dir=checkpoint_dir,
+        on_progress=reports.append,
+        progress_every_s=0,
+    )
+    assert not result.stopped and result.total_steps is None and result.steps_done >= 1
+    in_loop, final = reports[:-1], reports[-1]
+    assert [report.step for report in in_loop] == list(range(1, result.steps_done + 1))
+    # The check before the last step still found time left, and the run then stopped: within one step.
+    assert all(report.trained_s < budget_s for report in in_loop[:-1])
+    assert result.trained_s >= budget_s and final.fraction == 1 and final.seconds_left == 0 and final.eta_s == 0
+    assert all(report.total_steps is None and report.seconds_left is not None for report in reports)
+
+    # Stopped early, then resumed: the clock goes on from the checkpoint instead of starting again.
+    stopped_dir = tmp_path / "stopped"
+    asked = []
+    first = train(
+        config(None, minutes=budget_s / 60),
+        dataset,
+        steps_per_epoch=1000,
+        checkpoint_dir=stopped_dir,
+        should_stop=lambda: len(asked) > 2 or asked.append(True),  # steps 1–3, then stop
+    )
+    assert first.stopped and first.steps_done == 3 and first.trained_s > 0
+    extended_s = first.trained_s + 2.0  # two seconds left for the resumed run, on any machine
+    reports.clear()
+    resumed = train(
+        config(None, minutes=extended_s / 60),
+        dataset,
+        steps_per_epoch=1000,
+        checkpoint_dir=stopped_dir,
+        on_progress=reports.append,
+        progress_every_s=0,
+    )
+    assert resumed.steps_done > 3 and not resumed.stopped
+    assert reports[0].step == 4 and reports[0].trained_s > first.trained_s
+    assert resumed.trained_s >= extended_s
+    assert resumed.trained_s == pytest.approx(first.trained_s + resumed.seconds, abs=0.5)  # not a fresh budget
+
+    # Nothing left: no step.
+    again = train(config(None, minutes=extended_s / 60), dataset, steps_per_epoch=1000, checkpoint_dir=stopped_dir)
+    assert again.steps_done == resumed.steps_done and again.trained_s == pytest.approx(resumed.trained_s)
+
+
+def test_a_checkpoint_saved_before_training_time_was_kept_resumes(tmp_path, dataset):
+    from generator.ml.training.gan import GAN
+
+    checkpoint_dir = tmp_path / "run"
+    train(config(2), dataset, steps_per_epoch=100, checkpoint_dir=checkpoint_dir)
+    old = GAN(config(2))  # as an earlier release saved it: no trained_seconds
+    old.checkpoint(with_training_time=False).restore(tf.train.latest_checkpoint(str(checkpoint_dir)))
+    old.step.assign(5)
+    for path in checkpoint_dir.glob("ckpt-*"):
+        path.unlink()
+    tf.train.CheckpointManager(old.checkpoint(with_training_time=False), str(checkpoint_dir), 3).save(
+        checkpoint_number=5
+    )
+    resumed = train(config(7), dataset, steps_per_epoch=100, checkpoint_dir=checkpoint_dir)
+    assert resumed.steps_done == 7 and 0 < resumed.trained_s == pytest.approx(resumed.seconds, abs=0.5)

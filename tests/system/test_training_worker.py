@@ -107,3 +107,25 @@ def test_a_run_records_quality_metrics_that_the_api_and_the_page_show(client, tm
     assert client.get(f"/api/v1/training-jobs/{job.pk}/").json()["metrics"] == [point]
     page = client.get(f"/generator/training/{job.pk}/").content.decode()
     assert 'id="metrics-plot"' in page and "MS-SSIM over 3 scales" in page
+
+
+@pytest.mark.django_db
+def test_a_job_on_minutes_trains_until_its_time_is_spent(client, tmp_path, settings):
+    """The worker's work in this process: the job's progress is time, its end the budget's."""
+    from generator.training_jobs import training_job_work
+    from readerstudy.core.jobs import JobHandle, job_claim
+
+    settings.TRAINING_WORK_DIR = tmp_path / "work"
+    volume = aligned_template_volume(tmp_path)
+    job = training_job_create(dataset=volume.dataset, minutes=0.05, **TINY)  # 3 s
+    claimed = job_claim(model=TrainingJob, job_id=job.pk, owner="in-process")
+    handle = JobHandle(job=claimed, owner="in-process")
+    training_job_work(claimed, handle)
+    progress = handle.progress
+    assert progress["step"] >= 1 and progress["total"] is None and progress["budget_s"] == 3.0
+    assert progress["trained_s"] >= 3.0 and progress["fraction"] == 1.0 and progress["eta_s"] == 0
+    TrainingJob.objects.filter(pk=job.pk).update(progress=progress)
+    assert job_now(job).progress_fraction == 1.0 and job.generator_file
+    client.force_login(UserFactory(role="admins"))
+    page = client.get(f"/generator/training/{job.pk}/").content.decode()
+    assert "Budget: <span id=\"job-budget\">0.05 minutes</span>" in page

@@ -17,12 +17,19 @@ class Command(BaseCommand):
         budget = parser.add_mutually_exclusive_group()
         budget.add_argument("--epochs", type=int, help="passes over the whole slice grid (default: the preset's)")
         budget.add_argument("--steps", type=int, help="discriminator steps (default: the preset's)")
+        budget.add_argument(
+            "--minutes",
+            type=float,
+            help="minutes of training, on any machine; a resumed job gets the time it had left (default: the preset's)",
+        )
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--seed", type=int)
         parser.add_argument("--mixed-precision", choices=["auto", "on", "off"])
         parser.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
 
-    def handle(self, *args, dataset, preset, epochs, steps, batch_size, seed, mixed_precision, wait, **options):
+    def handle(
+        self, *args, dataset, preset, epochs, steps, minutes, batch_size, seed, mixed_precision, wait, **options
+    ):
         try:
             target = Dataset.objects.get(name=dataset)
         except Dataset.DoesNotExist:
@@ -33,13 +40,14 @@ class Command(BaseCommand):
                 preset=preset,
                 epochs=epochs,
                 steps=steps,
+                minutes=minutes,
                 batch_size=batch_size,
                 seed=seed,
                 mixed_precision=mixed_precision,
             )
         except ApplicationError as error:
             raise CommandError(str(error)) from error
-        self.stdout.write(f"Queued training job {job.pk} ({preset} on {target}).")
+        self.stdout.write(f"Queued training job {job.pk} ({preset} on {target}, {job.budget_text}).")
         if wait:
             self._follow(job)
 

@@ -1,0 +1,92 @@
+"""The paper's DCGAN as one Keras model whose ``train_step`` is the paper's update (after keras-io's
+``examples/generative/dcgan_overriding_train_step.py``).
+
+Imports TensorFlow at the top: only the training loop imports this module, inside ``train``.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from generator.ml.dcgan import TrainingConfig, build_discriminator, build_generator, build_optimizer
+
+
+class GAN(keras.Model):
+    """Generator and discriminator, their optimizers, the noise stream and the counters a checkpoint keeps.
+
+    ``step`` counts discriminator updates over every resume; ``trained_seconds`` is the training time
+    spent so far, which a budget in minutes is measured against.
+    """
+
+    def __init__(self, config: TrainingConfig) -> None:
+        super().__init__(name="dcgan")
+        self.config = config
+        self.generator = build_generator(config)
+        self.discriminator = build_discriminator(config)
+        self.generator_optimizer = build_optimizer(config)
+        self.discriminator_optimizer = build_optimizer(config)
+        # Built now rather than on the first step, so a restore fills their slots instead of deferring.
+        self.generator_optimizer.build(self.generator.trainable_variables)
+        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.trained_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="trained_seconds")
+        # In the checkpoint, so a resumed run continues the noise stream rather than replaying it.
+        self.noise = tf.random.Generator.from_seed(config.seed)
+        self.real_label = 1.0 - config.label_smoothing  # one-sided label smoothing
+
+    def checkpoint(self, *, with_training_time: bool = True) -> tf.train.Checkpoint:
+        """What a checkpoint holds, under the names every earlier run used (runs saved before
+        budgets in minutes have no training time)."""
+        saved = {
+            "generator": self.generator,
+            "discriminator": self.discriminator,
+            "generator_optimizer": self.generator_optimizer,
+            "discriminator_optimizer": self.discriminator_optimizer,
+            "step": self.step,
+            "noise": self.noise,
+        }
+        if with_training_time:
+            saved["trained_seconds"] = self.trained_seconds
+        return tf.train.Checkpoint(**saved)
+
+    def latent(self, batch: tf.Tensor) -> tf.Tensor:
+        """z ~ U(−1, 1)^z_dim, as the paper draws it."""
+        return self.noise.uniform([batch, self.config.z_dim], -1.0, 1.0)
+
+    def cross_entropy(self, label: float, logits: tf.Tensor) -> tf.Tensor:
+        # Averaged over the global batch, so summing the replicas' gradients gives the batch mean.
+        per_image = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), label), logits=logits)
+        return tf.nn.compute_average_loss(tf.reduce_sum(per_image, axis=-1))
+
+    def train_step(self, real_images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """One discriminator update on a real and a generated batch, then the generator's
+        (once, or twice as in the TF1 DCGAN). Returns this replica's (d_loss, g_loss)."""
+        batch = tf.shape(real_images)[0]
+        fake_images = self.generator(self.latent(batch), training=True)
+        with tf.GradientTape() as tape:
+            real_logits = self.discriminator(real_images, training=True)
+            fake_logits = self.discriminator(fake_images, training=True)
+            d_loss = self.cross_entropy(self.real_label, real_logits) + self.cross_entropy(0.0, fake_logits)
+        weights = self.discriminator.trainable_variables
+        self.discriminator_optimizer.apply_gradients(zip(tape.gradient(d_loss, weights), weights, strict=True))
+        for _ in range(self.config.generator_steps_per_discriminator_step):
+            with tf.GradientTape() as tape:
+                fake_logits = self.discriminator(self.generator(self.latent(batch), training=True), training=True)
+                g_loss = self.cross_entropy(1.0, fake_logits)  # non-saturating: −log D(G(z))
+            weights = self.generator.trainable_variables
+            self.generator_optimizer.apply_gradients(zip(tape.gradient(g_loss, weights), weights, strict=True))
+        return d_loss, g_loss
+
+
+def compiled_step(gan: GAN, strategy: tf.distribute.Strategy):
+    """``gan.train_step`` on every replica as one graph; returns the global batch's (d_loss, g_loss)."""
+
+    @tf.function(reduce_retracing=True)  # a last partial batch must not trace a second graph per shape
+    def step(real_images) -> tuple[tf.Tensor, tf.Tensor]:
+        d_loss, g_loss = strategy.run(gan.train_step, args=(real_images,))
+        gan.step.assign_add(1)
+        total = tf.distribute.ReduceOp.SUM
+        return strategy.reduce(total, d_loss, axis=None), strategy.reduce(total, g_loss, axis=None)
+
+    return step
