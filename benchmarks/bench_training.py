@@ -1,4 +1,8 @@
-"""What our train() loop costs against a bare tf.function loop (float32 and bf16), and what bf16 does to samples.
+"""What our train() loop costs against a bare tf.function loop (float32 and bf16), where a step's time
+goes on this CPU, how closely a budget in minutes holds, and what bf16 does to samples.
+
+It first prints the CPU model and its vector extensions (AVX2, AVX-512F, AVX512-BF16, AMX) and the
+bare loop's images/s, so figures from two machines can be read side by side.
 
 Throughput: images/s of ``train()`` on slices streamed from one volume (progress reports every 2 s,
 a checkpoint every 5 s, 60x the default rate, so an upper bound on their cost) against a bare
@@ -8,12 +12,20 @@ best round counts. Then the time one paper-256 epoch (one volume's 48,510 slices
 and the quality check: the same data, seed and steps in float32 and in bf16, each judged by how
 close its samples come to real slices (intensity histograms, mean images).
 
+Where a step goes (64², float32): the discriminator's update and the generator's, timed apart;
+the slice stream alone; the bare loop again in fresh processes with oneDNN held to AVX2
+(``ONEDNN_MAX_CPU_ISA=AVX2``: the AVX2-only kind's code path on this CPU), with one inter-op
+thread, and with oneDNN off, each against the default in the same run.
+
 The volume is the MNI152 template that ships in the nilearn wheel (the demo data), or a
 synthetic head phantom where nilearn is missing.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +42,15 @@ THROUGHPUT_STEPS = {64: 50, 128: 10}
 ROUNDS = 2
 CHECKPOINT_EVERY_S = 5.0
 PAPER_STEPS_TIMED = 4
+BREAKDOWN_STEPS = 20
+MINUTES_BUDGET = 0.25
+# Fresh processes for settings TensorFlow reads once, at import.
+BARE_VARIANTS = {
+    "default": {},
+    "oneDNN held to AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "one inter-op thread": {"TF_NUM_INTEROP_THREADS": "1"},
+    "oneDNN off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+}
 QUALITY_STEPS = 300
 QUALITY_SAMPLES = 512
 HISTOGRAM_BINS = 64
@@ -99,6 +120,128 @@ def bare_images_per_s(config: TrainingConfig, steps: int) -> float:
     return (steps - 1) * batch / (time.perf_counter() - started)
 
 
+def update_seconds(config: TrainingConfig, steps: int) -> dict:
+    """Seconds per discriminator update and per generator update, each timed alone (float32)."""
+    import tensorflow as tf
+
+    from generator.ml.training.gan import GAN
+
+    gan = GAN(config)
+    batch = config.batch_size
+    real_images = tf.random.uniform([batch, config.size, config.size, 1], -1.0, 1.0)
+
+    @tf.function
+    def discriminator_update() -> tf.Tensor:
+        fake_images = gan.generator(gan.latent(batch), training=True)
+        with tf.GradientTape() as tape:
+            loss = gan.cross_entropy(1.0, gan.discriminator(real_images, training=True)) + gan.cross_entropy(
+                0.0, gan.discriminator(fake_images, training=True)
+            )
+        weights = gan.discriminator.trainable_variables
+        gan.discriminator_optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
+        return loss
+
+    @tf.function
+    def generator_update() -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = gan.cross_entropy(
+                1.0, gan.discriminator(gan.generator(gan.latent(batch), training=True), training=True)
+            )
+        weights = gan.generator.trainable_variables
+        gan.generator_optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
+        return loss
+
+    seconds = {}
+    for name, update in (("discriminator", discriminator_update), ("generator", generator_update)):
+        float(update())  # traces
+        started = time.perf_counter()
+        for _ in range(steps):
+            loss = update()
+        float(loss)
+        seconds[name] = (time.perf_counter() - started) / steps
+    return seconds
+
+
+def stream_images_per_s(source: SliceSource, size: int, batches: int = 200) -> float:
+    """The slice stream alone, as train() reads it: one drawing thread, no training."""
+    iterator = iter(slice_dataset([source], matrix_size=size, batch_size=64, seed=0))
+    next(iterator)  # compiles the kernel, draws the first chunk
+    started = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * 64 / (time.perf_counter() - started)
+
+
+def bare_in_fresh_process(environment: dict[str, str], size: int = 64) -> float:
+    completed = subprocess.run(
+        [sys.executable, __file__, "--bare", str(size)],
+        env={**os.environ, **environment, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        encoding="utf-8",
+        check=True,
+        timeout=900,
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])["images_per_s"]
+
+
+def breakdown(source: SliceSource, figures: dict) -> dict:
+    """Where a 64² float32 step's time goes, and what the CPU's code paths and threads change."""
+    config = TrainingConfig(size=64, steps=BREAKDOWN_STEPS, mixed_precision="off")
+    seconds = update_seconds(config, BREAKDOWN_STEPS)
+    step_s = 64 / figures["bare_float32_64_images_per_s"]
+    train_step_s = 64 / figures["train_float32_64_images_per_s"]
+    stream = stream_images_per_s(source, 64)
+    result = {
+        "discriminator_update_s": seconds["discriminator"],
+        "generator_update_s": seconds["generator"],
+        "bare_step_s": step_s,
+        "train_step_s": train_step_s,
+        "stream_64_images_per_s": stream,
+        "stream_share_of_step": (64 / stream) / train_step_s,
+    }
+    print(
+        f"64² float32 step: bare {step_s * 1000:.0f} ms = discriminator update "
+        f"{seconds['discriminator'] * 1000:.0f} ms (its G forward included) + generator update "
+        f"{seconds['generator'] * 1000:.0f} ms; train() "
+        f"{train_step_s * 1000:.0f} ms (loop, stream, progress and checkpoints: "
+        f"{(train_step_s - step_s) * 1000:+.0f} ms)"
+    )
+    print(f"slice stream alone: {stream:,.0f} images/s on one thread = {result['stream_share_of_step']:.1%} of a step")
+    baseline = None
+    for name, environment in BARE_VARIANTS.items():
+        images_per_s = bare_in_fresh_process(environment)
+        baseline = baseline or images_per_s
+        key = name.replace(" ", "_").replace("-", "_")
+        result[f"bare_64_{key}_images_per_s"] = images_per_s
+        result[f"bare_64_{key}_over_default"] = images_per_s / baseline
+        print(f"bare float32 64², {name:22s} {images_per_s:7.1f} img/s  {images_per_s / baseline:.2f}x the default")
+    return result
+
+
+def minutes_budget_overshoot(source: SliceSource, workdir: Path) -> dict:
+    """How far past its limit a budget in minutes stops, in steps (target: at most one)."""
+    from generator.ml.training import train
+
+    config = preset_config("quick-64", minutes=MINUTES_BUDGET, mixed_precision="off", metrics_every="off")
+    dataset = slice_dataset([source], matrix_size=64, batch_size=config.batch_size, seed=config.seed)
+    reports = []
+    result = train(
+        config,
+        dataset,
+        steps_per_epoch=steps_per_epoch([source]),
+        checkpoint_dir=Path(tempfile.mkdtemp(dir=workdir)),
+        on_progress=reports.append,
+        progress_every_s=0,
+    )
+    step_s = (reports[-2].trained_s - reports[0].trained_s) / max(1, reports[-2].step - reports[0].step)
+    overshoot_s = result.trained_s - MINUTES_BUDGET * 60
+    print(
+        f"budget of {MINUTES_BUDGET * 60:.0f} s: stopped after {result.steps_done} steps at {result.trained_s:.1f} s "
+        f"of training, {overshoot_s:.2f} s past the limit = {overshoot_s / step_s:.2f} steps (target ≤ 1)"
+    )
+    return {"minutes_budget_steps": result.steps_done, "minutes_budget_overshoot_steps": overshoot_s / step_s}
+
+
 def train_images_per_s(config: TrainingConfig, source: SliceSource, workdir: Path) -> float:
     """Images/s of train() as it reports them: from its first step's end (after tracing) to its last in-loop report."""
     from generator.ml.training import TrainingProgress, train
@@ -162,10 +305,14 @@ def paper_epoch_estimate(source: SliceSource, workdir: Path) -> dict:
 
 
 def quick_64_estimate(figures: dict) -> dict:
-    steps = preset_config("quick-64").steps
-    wall_s = steps * 64 / figures["train_bf16_64_images_per_s"]
-    print(f"quick-64: {steps} steps at batch 64 in bf16 ≈ {wall_s / 60:.1f} min of training here")
-    return {"quick_64_steps": steps, "quick_64_wall_s": wall_s}
+    """How many steps quick-64's minutes buy here, in the precision "auto" picks."""
+    from generator.ml.hardware import mixed_precision_enabled
+
+    config = preset_config("quick-64")
+    precision = "bf16" if mixed_precision_enabled(config.mixed_precision) else "float32"
+    steps = config.minutes * 60 * figures[f"train_{precision}_64_images_per_s"] / config.batch_size
+    print(f"quick-64: {config.minutes:g} minutes ≈ {steps:,.0f} steps at batch 64 in {precision} here")
+    return {"quick_64_minutes": config.minutes, "quick_64_steps_here": steps}
 
 
 def histogram_distance(images: np.ndarray, reference: np.ndarray) -> float:
@@ -209,12 +356,19 @@ def quality(source: SliceSource, workdir: Path) -> dict:
 
 
 def main() -> dict:
+    import tensorflow as tf
+
+    from generator.ml.hardware import cpu_summary
+
     source = demo_volume()
+    print(f"CPU: {cpu_summary()}, {os.cpu_count()} cores; TensorFlow {tf.__version__}")
     print(f"volume: {source.name}, {steps_per_epoch([source], batch_size=1):,} grid slices")
     figures: dict = {}
     with tempfile.TemporaryDirectory() as workdir:
         for size in THROUGHPUT_STEPS:
             figures.update(throughput(size, source, Path(workdir)))
+        figures.update(breakdown(source, figures))
+        figures.update(minutes_budget_overshoot(source, Path(workdir)))
         figures.update(quick_64_estimate(figures))
         figures.update(paper_epoch_estimate(source, Path(workdir)))
         figures.update(quality(source, Path(workdir)))
@@ -222,4 +376,10 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--bare"]:  # one bare measurement in a fresh process (see breakdown)
+        size = int(sys.argv[2])
+        bare_images_per_s(TrainingConfig(size=size, steps=2, mixed_precision="off"), THROUGHPUT_STEPS[size])  # warm
+        rate = bare_images_per_s(TrainingConfig(size=size, steps=2, mixed_precision="off"), THROUGHPUT_STEPS[size])
+        print(json.dumps({"images_per_s": rate}))
+    else:
+        main()

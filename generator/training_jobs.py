@@ -157,6 +157,7 @@ def training_pictures(*, job: TrainingJob) -> dict[str, str]:
 
 
 def training_job_work(job: TrainingJob, handle: JobHandle) -> None:
+    from generator.ml.hardware import device_summary
     from generator.ml.streaming import slice_dataset, steps_per_epoch
     from generator.ml.training import export_generator, train
 
@@ -179,6 +180,7 @@ def training_job_work(job: TrainingJob, handle: JobHandle) -> None:
     if checkpoints_download(job=job, local_dir=local_dir):
         job_log(job=job, message=f"resuming from the stored checkpoint at step {checkpoint_step(local_dir)}")
     uploader = CheckpointUploader(job=job, local_dir=local_dir)
+    job_log(job=job, message=f"training on {device_summary(config.mixed_precision)}, budget {job.budget_text}")
 
     budget_s = config.minutes * 60 if config.minutes is not None else None
 

@@ -31,6 +31,31 @@ def cpu_flags(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
+# The extensions that decide how fast TensorFlow's CPU kernels (oneDNN) train: 2-core machines of one
+# kind differ tenfold between AVX2 only and AVX-512 with bf16 or AMX.
+VECTOR_EXTENSIONS = (("avx2", "AVX2"), ("avx512f", "AVX-512F"), ("avx512_bf16", "AVX512-BF16"), ("amx_tile", "AMX"))
+
+
+def cpu_model(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (Linux), "unknown CPU" where /proc/cpuinfo does not say."""
+    try:
+        text = cpuinfo_path.read_text()
+    except OSError:
+        return "unknown CPU"
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return " ".join(line.partition(":")[2].split())
+    return "unknown CPU"
+
+
+def cpu_summary(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU and its vector extensions, e.g. "AMD EPYC (AVX2, AVX-512F)": what figures from two
+    machines need beside them to be read side by side."""
+    flags = cpu_flags(cpuinfo_path)
+    extensions = [name for flag, name in VECTOR_EXTENSIONS if flag in flags] or ["no AVX2"]
+    return f"{cpu_model(cpuinfo_path)} ({', '.join(extensions)})"
+
+
 def gpu_compute_capabilities() -> list[tuple[int, int]]:
     """Compute capability of every visible GPU, (0, 0) where TensorFlow does not say."""
     import tensorflow as tf
@@ -54,6 +79,18 @@ def bf16_is_fast() -> bool:
     if capabilities:
         return all(capability >= BF16_GPU_COMPUTE_CAPABILITY for capability in capabilities)
     return bool(cpu_flags() & BF16_CPU_FLAGS)
+
+
+def device_summary(mixed_precision: str) -> str:
+    """Where and in what precision training runs, for the job's log: "2 GPUs (compute capability
+    8.0), bf16" or "AMD EPYC (AVX2), float32"."""
+    capabilities = gpu_compute_capabilities()
+    if capabilities:
+        listed = ", ".join(sorted({f"{major}.{minor}" for major, minor in capabilities}))
+        device = f"{len(capabilities)} GPU{'s' if len(capabilities) > 1 else ''} (compute capability {listed})"
+    else:
+        device = cpu_summary()
+    return f"{device}, {'bf16' if mixed_precision_enabled(mixed_precision) else 'float32'}"
 
 
 def mixed_precision_enabled(setting: str) -> bool:

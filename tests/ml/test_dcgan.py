@@ -206,8 +206,10 @@ def test_presets_and_budget_overrides():
 
 def test_hardware_reads_cpu_flags_and_picks_one_device_here(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n")
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC  7B13\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
     assert "avx512_bf16" in hardware.cpu_flags(cpuinfo)
+    assert hardware.cpu_summary(cpuinfo) == "AMD EPYC 7B13 (AVX2, AVX-512F, AVX512-BF16)"
+    assert hardware.cpu_summary(tmp_path / "missing") == "unknown CPU (no AVX2)"
     assert hardware.cpu_flags(tmp_path / "missing") == frozenset()
     assert hardware.mixed_precision_enabled("on") and not hardware.mixed_precision_enabled("off")
     with pytest.raises(ValueError):

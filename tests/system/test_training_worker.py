@@ -128,4 +128,4 @@ def test_a_job_on_minutes_trains_until_its_time_is_spent(client, tmp_path, setti
     assert job_now(job).progress_fraction == 1.0 and job.generator_file
     client.force_login(UserFactory(role="admins"))
     page = client.get(f"/generator/training/{job.pk}/").content.decode()
-    assert "Budget: <span id=\"job-budget\">0.05 minutes</span>" in page
+    assert 'Budget: <span id="job-budget">0.05 minutes</span>' in page
