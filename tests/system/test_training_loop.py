@@ -316,3 +316,27 @@ def test_a_checkpoint_saved_before_training_time_was_kept_resumes(tmp_path, data
     )
     resumed = train(config(7), dataset, steps_per_epoch=100, checkpoint_dir=checkpoint_dir)
     assert resumed.steps_done == 7 and 0 < resumed.trained_s == pytest.approx(resumed.seconds, abs=0.5)
+
+
+ONEDNN_CHECK = (
+    "import generator.ml, tensorflow\n"
+    "from tensorflow.python.util import _pywrap_util_port\n"
+    "print(_pywrap_util_port.IsMklEnabled())"
+)
+
+
+def test_onednn_is_on_for_every_cpu_unless_turned_off():
+    """TensorFlow keeps oneDNN off on AVX2-only CPUs; generator.ml turns it on (half the speed otherwise)."""
+    import os
+
+    environment = {name: value for name, value in os.environ.items() if name != "TF_ENABLE_ONEDNN_OPTS"}
+    for setting, expected in ((None, "True"), ("0", "False")):
+        completed = subprocess.run(
+            [sys.executable, "-c", ONEDNN_CHECK],
+            cwd=REPO,
+            env={**environment, **({"TF_ENABLE_ONEDNN_OPTS": setting} if setting else {})},
+            capture_output=True,
+            encoding="utf-8",
+            timeout=120,
+        )
+        assert completed.stdout.strip() == expected, completed.stderr[-2000:]
