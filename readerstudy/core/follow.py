@@ -8,6 +8,8 @@ from tqdm import tqdm
 
 from readerstudy.core.jobs import JobState, LeasedJob
 
+TIME_BUDGET_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f} of {total:.0f} s trained [{elapsed}<{remaining}{postfix}]"
+
 
 def job_follow(
     job: LeasedJob,
@@ -36,7 +38,8 @@ def job_follow(
             position_key, total_key = ("trained_s", "budget_s") if on_time_budget else ("step", "total")
             if progress.get(total_key):
                 bar.total = progress[total_key]
-                bar.unit = "s" if on_time_budget else unit
+                if on_time_budget:
+                    bar.bar_format = TIME_BUDGET_BAR
             bar.update(min(int(progress.get(position_key, 0)), bar.total or 10**12) - bar.n)
             shown = (*(("step",) if on_time_budget else ()), *postfix_keys)
             if postfix_keys and all(key in progress for key in shown):
