@@ -121,4 +121,4 @@ class BankFillJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
     permission_classes = [IsAdmin]
 
     def perform_create(self, serializer: BankFillJobSerializer) -> None:
-        serializer.instance = bank_fill_create(**serializer.validated_data)
+        serializer.instance = bank_fill_create(user=self.request.user, **serializer.validated_data)

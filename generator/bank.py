@@ -12,6 +12,7 @@ import numpy as np
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import Count
+from django.utils import timezone
 
 from generator.ml.grid import PAPER_GRID
 from generator.ml.image_import import ImageImportError, file_sha256, load_external_image
@@ -105,13 +106,19 @@ def bank_fill_create(
     real_count: int | None = None,
     held_out_dataset: Dataset | None = None,
     seed: int = 0,
+    user=None,
+    collapse_override_reason: str = "",
 ) -> BankFillJob:
+    """Queue a fill. A generator judged collapsed (``TrainingJob.diversity``) fills the bank only
+    with ``collapse_override_reason`` (and the admin who gave it), both kept on the fill."""
     if training_job.state != JobState.SUCCEEDED or not training_job.generator_file:
         raise ApplicationError(f"Training job {training_job.pk} has not finished with a generator yet.")
     if synthetic_count < 1:
         raise ApplicationError("Ask for at least one synthetic image.")
     if held_out_dataset is not None:
         _check_held_out(training=training_job.dataset, held_out=held_out_dataset)
+    diversity = training_job.diversity or {}
+    override = _collapse_override(training_job, diversity, reason=collapse_override_reason.strip(), user=user)
     with transaction.atomic():
         # The job's next block of latent seeds: a fill never draws a seed another fill drew.
         locked = TrainingJob.objects.select_for_update().get(pk=training_job.pk)
@@ -124,9 +131,27 @@ def bank_fill_create(
             held_out_dataset=held_out_dataset,
             seed=seed,
             first_latent_seed=first_latent_seed,
+            diversity=diversity,
+            **override,
         )
         job_enqueue(job=job)
     return job
+
+
+def _collapse_override(training_job: TrainingJob, diversity: dict, *, reason: str, user) -> dict:
+    """The override fields of a fill: none for a generator not judged collapsed; for a collapsed
+    one, the admin's reason, name and time, or an error that says what was measured."""
+    if diversity.get("verdict") != "collapsed":
+        return {}
+    if not reason:
+        raise ApplicationError(
+            f"Training job {training_job.pk}'s generator has collapsed: its images are far more alike than real "
+            f"slices (MS-SSIM of synthetic pairs {diversity['ms_ssim_synthetic']:.3f} against "
+            f"{diversity['ms_ssim_real']:.3f} for real pairs: {diversity['excess']:+.3f}, over the margin of "
+            f"{diversity['margin']:.2f}). Train a better generator, or give a reason to fill the bank anyway; "
+            "the reason, your name and the time are kept with the fill and listed in the study's audit bundle."
+        )
+    return {"collapse_override_reason": reason, "collapse_override_by": user, "collapse_override_at": timezone.now()}
 
 
 def _check_held_out(*, training: Dataset, held_out: Dataset) -> None:

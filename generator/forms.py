@@ -117,6 +117,13 @@ class BankFillForm(forms.Form):
         help_text="Other subjects, never trained on: they set the screen's threshold and the data-copying statistic.",
     )
     seed = forms.IntegerField(min_value=0, initial=0)
+    collapse_override_reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Reason to fill from a collapsed generator",
+        help_text="Only for a generator judged collapsed; kept with the fill, your name and the time, and "
+        "listed in the audit bundle.",
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         from .models import Dataset

@@ -188,6 +188,16 @@ class TrainingJob(LeasedJob):
         return round(min(1.0, progress.get("step", 0) / total), 4) if total else 0.0
 
     @property
+    def diversity(self) -> dict | None:
+        """The collapse verdict of the latest quality measurement (generator.ml.metrics), or None
+        where the job was never measured."""
+        from generator.ml.metrics import diversity_verdict
+
+        if not self.metrics:
+            return None
+        return diversity_verdict(self.metrics[-1], margin=settings.GENERATOR_COLLAPSE_MARGIN)
+
+    @property
     def budget_text(self) -> str:
         """The budget as an admin gave it, e.g. "4 minutes", "900 steps", "35 epochs"."""
         for unit in ("minutes", "steps", "epochs"):
@@ -311,6 +321,14 @@ class BankFillJob(LeasedJob):
         default=0, help_text="The fill's synthetic images use latent seeds first_latent_seed + 0, 1, …"
     )
     report = models.JSONField(default=dict, blank=True, help_text="Threshold, exclusions, data-copying statistic.")
+    # The generator's collapse verdict when the fill was asked for, and, for a collapsed one, who
+    # filled the bank from it anyway, when and why: evidence a reviewer finds in the audit bundle.
+    diversity = models.JSONField(default=dict, blank=True, help_text="The training job's collapse verdict then.")
+    collapse_override_reason = models.TextField(blank=True)
+    collapse_override_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    collapse_override_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"bank fill {self.pk} from training job {self.training_job_id}"

@@ -133,6 +133,12 @@ class TrainingJobSerializer(serializers.ModelSerializer):
     dataset = serializers.SlugRelatedField(slug_field="name", queryset=Dataset.objects.all())
     progress_fraction = serializers.FloatField(read_only=True)
     budget = serializers.CharField(source="budget_text", read_only=True)
+    diversity = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text="The latest measurement's collapse verdict: verdict (collapsed | diverse), ms_ssim_synthetic, "
+        "ms_ssim_real, excess, margin, scales, step; null where never measured.",
+    )
     log_tail = serializers.SerializerMethodField()
     samples_url = serializers.SerializerMethodField()
     loss_plot_url = serializers.SerializerMethodField()
@@ -160,6 +166,7 @@ class TrainingJobSerializer(serializers.ModelSerializer):
             "loss_plot_url",
             "generator_url",
             "metrics",
+            "diversity",
         ]
         read_only_fields = fields
 
@@ -210,6 +217,12 @@ class BankFillJobSerializer(serializers.ModelSerializer):
     )
     real_count = serializers.IntegerField(min_value=0, required=False, allow_null=True)
     synthetic_count = serializers.IntegerField(min_value=1)
+    collapse_override_reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="Needed to fill from a generator judged collapsed; kept with the fill and in the audit bundle.",
+    )
+    collapse_override_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = BankFillJob
@@ -220,6 +233,10 @@ class BankFillJobSerializer(serializers.ModelSerializer):
             "real_count",
             "held_out_dataset",
             "seed",
+            "diversity",
+            "collapse_override_reason",
+            "collapse_override_by",
+            "collapse_override_at",
             "state",
             "progress",
             "report",
@@ -227,4 +244,14 @@ class BankFillJobSerializer(serializers.ModelSerializer):
             "created_at",
             "finished_at",
         ]
-        read_only_fields = ["id", "state", "progress", "report", "error", "created_at", "finished_at"]
+        read_only_fields = [
+            "id",
+            "diversity",
+            "collapse_override_at",
+            "state",
+            "progress",
+            "report",
+            "error",
+            "created_at",
+            "finished_at",
+        ]

@@ -111,7 +111,7 @@ def training_fill(request: HttpRequest, job_id: int) -> HttpResponse:
     form = BankFillForm(request.POST)
     if form.is_valid():
         try:
-            fill = bank_fill_create(training_job=job, **form.cleaned_data)
+            fill = bank_fill_create(training_job=job, user=request.user, **form.cleaned_data)
         except ApplicationError as error:
             messages.error(request, str(error))
         else:

@@ -154,6 +154,9 @@ SUBJECT_HASH_KEY_FILE = VAR_DIR / "subject-hash.key"
 # mirrored to the storage above after every checkpoint, so any worker can resume it.
 TRAINING_WORK_DIR = Path(env("TRAINING_WORK_DIR", default=str(VAR_DIR / "training")))
 TRAINING_CHECKPOINT_EVERY_S = env.float("TRAINING_CHECKPOINT_EVERY_S", default=300.0)
+# A generator whose synthetic pairs are more alike than real pairs by more than this (MS-SSIM) has
+# collapsed: its page says so, and the bank is not filled from it without an admin's stated reason.
+GENERATOR_COLLAPSE_MARGIN = env.float("GENERATOR_COLLAPSE_MARGIN", default=0.10)
 
 # --- Celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")

@@ -42,6 +42,9 @@ PSEUDO_SUBJECT_NOTE = (
     "ventricle size, smooth deformation, bias field, noise and pose (generator/ml/pseudo_subjects.py, seed {seed})."
 )
 STUDY = "Demo study"
+DEMO_COLLAPSE_REASON = (
+    "The demo: a few minutes of quick-64 on a CPU, to show the pipeline; its images are not evidence."
+)
 SIMULATED_READER = "demo-simulated"
 # (username, password, study role, years of experience): the readers a newcomer can log in as.
 DEMO_READERS = (
@@ -134,7 +137,12 @@ def demo_bank(*, training_job: TrainingJob, held_out: Dataset, sizes: DemoSizes,
         return
     fills = BankFillJob.objects.filter(training_job=training_job)
     job = _pending(fills) or bank_fill_create(
-        training_job=training_job, synthetic_count=sizes.bank_per_class, held_out_dataset=held_out, seed=0
+        training_job=training_job,
+        synthetic_count=sizes.bank_per_class,
+        held_out_dataset=held_out,
+        seed=0,
+        # Minutes of quick-64 on a CPU may well collapse; the demo fills its bank anyway, on the record.
+        collapse_override_reason=DEMO_COLLAPSE_REASON,
     )
     follow(job, label="filling the bank (screened)", unit="image")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from rest_framework.renderers import BaseRenderer
 
-from generator.models import BankImage, TrainingJob, VolumeCorrection
+from generator.models import BankFillJob, BankImage, TrainingJob, VolumeCorrection
 from readerstudy.reading.models import ReadingSession, Study
 
 from .scoring import CALLS_COLUMNS, TABLE_COLUMNS, calls_rows, imrmc_text, study_ended_trials, study_table_rows
@@ -168,19 +168,29 @@ def _generators(images) -> list[dict]:
             "config": job.config,
             "generator_file": job.generator_file.name or None,
             "generator_sha256": _file_sha256(job.generator_file) if job.generator_file else None,
+            "diversity": job.diversity,
         }
         for job in jobs
     ]
 
 
 def _audit_log(images) -> list[dict]:
-    """Admin corrections that shaped the evidence: alignment fixes of the volumes the real images
-    came from, and exclusions from the bank."""
+    """Admin decisions that shaped the evidence: alignment fixes of the volumes the real images
+    came from, bank fills from a generator judged collapsed, and exclusions from the bank."""
     volumes = images.exclude(volume=None).values("volume")
     log = [
         {"what": "alignment correction", "volume": c.volume_id, "by": str(c.user or ""), "at": c.at.isoformat(),
          "before": c.before, "after": c.after}
         for c in VolumeCorrection.objects.filter(volume__in=volumes).select_related("user").order_by("at")
+    ]  # fmt: skip
+    overridden = BankFillJob.objects.filter(pk__in=images.exclude(fill_job=None).values("fill_job")).exclude(
+        collapse_override_at=None
+    )
+    log += [
+        {"what": "bank filled from a collapsed generator", "bank_fill": fill.pk, "training_job": fill.training_job_id,
+         "by": str(fill.collapse_override_by or "the command line"), "at": fill.collapse_override_at.isoformat(),
+         "reason": fill.collapse_override_reason, "diversity": fill.diversity}
+        for fill in overridden.select_related("collapse_override_by").order_by("collapse_override_at")
     ]  # fmt: skip
     log += [
         {"what": "excluded from the bank", "bank_image": image.pk, "reason": image.exclusion_reason}
@@ -222,9 +232,9 @@ BUNDLE_README = """SynthRead audit bundle of the study "{study}".
 study.json         the study's settings (the protocol as run)
 sessions.json      every reader's session: seed, training and main order (bank image ids)
 bank_manifest.csv  every bank image a reader saw: class, provenance, pixel checksum, status
-generators.json    the training jobs behind the synthetic images: configuration, checkpoint sha256
+generators.json    the training jobs behind the synthetic images: configuration, sha256, collapse verdict
 code_version.txt   the SynthRead git commit that produced this bundle
-audit_log.json     admin corrections: alignment fixes of source volumes, exclusions from the bank
+audit_log.json     admin decisions: alignment fixes of source volumes, fills from a collapsed generator, exclusions
 table.csv          one row per reader and per group (columns documented in SynthRead's README)
 calls.csv          one row per trial
 study.imrmc        the main-phase calls in iMRMC's input format

@@ -83,6 +83,17 @@
       `${latest.sample_count} images of each, ${latest.pairs} pairs`);
   }
 
+  function showDiversity(d) {
+    if (!d) return;
+    const element = document.getElementById("diversity-verdict");
+    const collapsed = d.verdict === "collapsed";
+    element.className = collapsed ? "error" : "muted";
+    element.textContent = (collapsed ? "Collapsed: synthetic pairs are far more alike than real pairs"
+      : "Diverse: synthetic pairs about as alike as real pairs") +
+      ` (MS-SSIM ${d.ms_ssim_synthetic.toFixed(3)} against ${d.ms_ssim_real.toFixed(3)}, ` +
+      `${d.excess.toFixed(3)} over real; collapsed above ${d.margin.toFixed(2)}).`;
+  }
+
   function show(job) {
     const p = job.progress || {};
     text("job-state", job.state);
@@ -106,6 +117,7 @@
       if (url && img.getAttribute("src") !== url) img.src = url;
     }
     showMetrics(job.metrics);
+    showDiversity(job.diversity);
     document.getElementById("cancel-form").hidden = finished.has(job.state);
     const download = document.getElementById("download");
     if (job.generator_url) { download.href = job.generator_url; download.hidden = false; }

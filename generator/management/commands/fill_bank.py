@@ -17,9 +17,15 @@ class Command(BaseCommand):
         parser.add_argument("--real-count", type=int, help="real images (default: --count)")
         parser.add_argument("--held-out-dataset", help="a dataset of other subjects, for the screen's threshold")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--override-collapse",
+            metavar="REASON",
+            default="",
+            help="fill from a generator judged collapsed anyway, for this reason (kept with the fill)",
+        )
         parser.add_argument("--wait", action="store_true", help="follow the fill with a progress bar")
 
-    def handle(self, *args, job, count, real_count, held_out_dataset, seed, wait, **options) -> None:
+    def handle(self, *args, job, count, real_count, held_out_dataset, seed, override_collapse, wait, **options) -> None:
         training_job = TrainingJob.objects.filter(pk=job).first()
         if training_job is None:
             raise CommandError(f"No training job {job}.")
@@ -35,6 +41,7 @@ class Command(BaseCommand):
                 real_count=real_count,
                 held_out_dataset=held_out,
                 seed=seed,
+                collapse_override_reason=override_collapse,
             )
         except ApplicationError as error:
             raise CommandError(str(error)) from error

@@ -54,3 +54,16 @@ class Command(BaseCommand):
     def _follow(self, job: TrainingJob) -> None:
         job_follow(job, label=f"training job {job.pk}", postfix_keys=("d_loss", "g_loss"))
         self.stdout.write(self.style.SUCCESS(f"Training job {job.pk} succeeded; generator: {job.generator_file.name}"))
+        diversity = job.diversity
+        if diversity is None:
+            self.stdout.write("Diversity not measured (metrics_every is off).")
+            return
+        verdict = (
+            self.style.ERROR("COLLAPSED: synthetic pairs are far more alike than real pairs")
+            if diversity["verdict"] == "collapsed"
+            else "diverse"
+        )
+        self.stdout.write(
+            f"Diversity: {verdict} (MS-SSIM synthetic {diversity['ms_ssim_synthetic']:.3f}, real "
+            f"{diversity['ms_ssim_real']:.3f}: {diversity['excess']:+.3f}; collapsed above {diversity['margin']:.2f})."
+        )
