@@ -153,6 +153,7 @@ class TrainingJob(LeasedJob):
 
     class Preset(models.TextChoices):
         QUICK_64 = "quick-64", "quick-64 (64², a few minutes on a CPU)"
+        MODERN_64 = "modern-64", "modern-64 (64², minutes on a CPU; DiffAugment, weight averaging, two learning rates)"
         PAPER_128 = "paper-128", "paper-128 (128², 35 epochs: GPU work)"
         PAPER_256 = "paper-256", "paper-256 (256², 35 epochs: the paper; GPU work)"
 

@@ -208,6 +208,15 @@ class TrainingJobCreateSerializer(serializers.Serializer):
     metrics_every = serializers.ChoiceField(
         choices=list(METRICS_SETTINGS), required=False, help_text="When to measure SWD and MS-SSIM diversity."
     )
+    diff_augment = serializers.CharField(
+        required=False, allow_blank=True, help_text='DiffAugment policies, e.g. "translation,cutout" (blank: none).'
+    )
+    generator_ema_decay = serializers.FloatField(
+        min_value=0.0, max_value=0.9999, required=False, help_text="Moving average of the generator (0: none)."
+    )
+    discriminator_learning_rate = serializers.FloatField(
+        min_value=1e-6, max_value=1e-2, required=False, help_text="The discriminator's own rate (default: the same)."
+    )
 
 
 class BankFillJobSerializer(serializers.ModelSerializer):

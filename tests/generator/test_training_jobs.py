@@ -126,3 +126,28 @@ def test_train_dcgan_command_queues_the_same_job(tmp_path, capsys):
     timed = TrainingJob.objects.latest("pk")
     assert (timed.preset, timed.config["minutes"], timed.config["steps"]) == ("quick-64", 2.5, None)
     assert "2.5 minutes" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_the_modern_preset_and_its_stabilisers_are_offered(client, tmp_path):
+    volume = aligned_template_volume(tmp_path)
+    client.force_login(UserFactory(role="admins"))
+    assert 'value="modern-64"' in client.get("/generator/training/new/").content.decode()
+    created = client.post(
+        "/api/v1/training-jobs/",
+        {"dataset": volume.dataset.name, "preset": "modern-64", "generator_ema_decay": 0.99},
+        content_type="application/json",
+    )
+    assert created.status_code == 201, created.content
+    config = created.json()["config"]
+    assert (config["diff_augment"], config["generator_ema_decay"], config["discriminator_learning_rate"]) == (
+        "translation,cutout",
+        0.99,
+        4e-4,
+    )
+    refused = client.post(
+        "/api/v1/training-jobs/",
+        {"dataset": volume.dataset.name, "diff_augment": "colour"},
+        content_type="application/json",
+    )
+    assert refused.status_code == 400 and "diff_augment" in refused.content.decode()

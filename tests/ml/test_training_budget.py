@@ -38,3 +38,18 @@ def test_a_long_run_in_minutes_keeps_its_loss_curve_short(tmp_path):
     assert len(points["step"]) <= 2 * HISTORY_POINTS and points["step"] == sorted(points["step"])
     assert points["step"][-1] <= 5 * HISTORY_POINTS and all(value == 1.0 for value in points["d_loss"])
     assert all(value == pytest.approx(0.5) for value in points["g_loss"][:-1])  # merged pairs: means, not samples
+
+
+def test_a_run_recorded_before_the_stabilisers_existed_resumes(tmp_path):
+    import json
+
+    from generator.ml.training.run_folder import record_config
+
+    config = TrainingConfig(size=64, steps=10)
+    old = {
+        name: value for name, value in config.to_dict().items() if name not in ("diff_augment", "generator_ema_decay")
+    }
+    (tmp_path / "config.json").write_text(json.dumps({"config": old, "steps_per_epoch": 5}))
+    record_config(tmp_path, config, 5)  # no error: the missing fields had their defaults
+    with pytest.raises(ValueError, match="diff_augment"):
+        record_config(tmp_path, TrainingConfig(size=64, steps=10, diff_augment="cutout"), 5)

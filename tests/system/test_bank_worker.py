@@ -9,6 +9,7 @@ from generator.bank import bank_fill_create, bank_image_store
 from generator.ml.rendering import pixel_checksum, png_chunks, rendered_length, to_display_uint8
 from generator.models import BankFillJob, TrainingJob
 from generator.training_jobs import training_job_create, training_job_work
+from readerstudy.core.errors import ApplicationError
 from readerstudy.core.jobs import JobState, job_run
 from tests.factories import aligned_template_volume
 from tests.support import wait_for
@@ -31,7 +32,13 @@ def test_a_worker_fills_the_bank_with_screened_images_rendered_alike(trained_job
     from generator.ml.training import generate, load_generator
 
     start_worker("gpu")
-    fill = bank_fill_create(training_job=trained_job, synthetic_count=20, real_count=10, seed=3)
+    # Three steps make one image whatever z is: the verdict says so, and the fill needs a reason.
+    assert trained_job.diversity["verdict"] == "collapsed"
+    with pytest.raises(ApplicationError, match="collapsed"):
+        bank_fill_create(training_job=trained_job, synthetic_count=20, real_count=10, seed=3)
+    fill = bank_fill_create(
+        training_job=trained_job, synthetic_count=20, real_count=10, seed=3, collapse_override_reason="a test"
+    )
     wait_for(lambda: BankFillJob.objects.get(pk=fill.pk).is_finished, timeout=300, what="the bank fill")
     fill.refresh_from_db()
     assert fill.state == JobState.SUCCEEDED, fill.error + fill.log

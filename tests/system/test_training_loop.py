@@ -340,3 +340,51 @@ def test_onednn_is_on_for_every_cpu_unless_turned_off():
             timeout=120,
         )
         assert completed.stdout.strip() == expected, completed.stderr[-2000:]
+
+
+def test_the_stabilisers_train_checkpoint_resume_and_export_the_average(tmp_path, dataset):
+    from generator.ml.dcgan import preset_config
+    from generator.ml.training.gan import GAN
+
+    stabilised = {
+        "diff_augment": "translation,cutout",
+        "generator_ema_decay": 0.9,
+        "learning_rate": 1e-4,
+        "discriminator_learning_rate": 4e-4,
+    }
+    assert {name: getattr(preset_config("modern-64"), name) for name in stabilised} == {
+        **stabilised,
+        "generator_ema_decay": 0.999,
+    }
+    checkpoint_dir = tmp_path / "run"
+    first = train(config(3, **stabilised), dataset, steps_per_epoch=100, checkpoint_dir=checkpoint_dir)
+    resumed = train(config(5, **stabilised), dataset, steps_per_epoch=100, checkpoint_dir=checkpoint_dir)
+    assert (first.steps_done, resumed.steps_done) == (3, 5) and np.isfinite([resumed.d_loss, resumed.g_loss]).all()
+
+    gan = GAN(config(5, **stabilised))
+    gan.checkpoint().restore(tf.train.latest_checkpoint(str(checkpoint_dir))).assert_existing_objects_matched()
+    assert float(gan.discriminator_optimizer.learning_rate) == pytest.approx(4e-4)
+    assert float(gan.generator_optimizer.learning_rate) == pytest.approx(1e-4)
+    average, raw = gan.ema_generator.get_weights(), gan.generator.get_weights()
+    assert not all(np.array_equal(a, b) for a, b in zip(average, raw, strict=True))  # an average, not a copy
+    exported = load_generator(export_generator(checkpoint_dir, tmp_path / "g.keras"))
+    assert all(np.array_equal(a, b) for a, b in zip(exported.get_weights(), average, strict=True))
+
+
+def test_diff_augment_shifts_and_cuts_out_with_black_and_passes_gradients():
+    from generator.ml.training.augment import cutout, diff_augment, translation
+
+    noise = tf.random.Generator.from_seed(0)
+    images = tf.constant(discs(8), tf.float32)
+    shifted = translation(images, noise).numpy()
+    assert shifted.shape == tuple(images.shape) and set(np.unique(shifted)) <= set(np.unique(images.numpy()))
+    assert not np.array_equal(shifted, images.numpy())  # moved, not blurred: the same two values
+    flat = tf.fill([64, 64, 64, 1], 0.5)  # some squares fall wholly inside
+    cut = cutout(flat, noise).numpy()
+    black = (cut == -1.0).sum(axis=(1, 2, 3))
+    assert ((black > 0) & (black <= 32 * 32)).all() and black.max() == 32 * 32
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        augmented = diff_augment(images, "translation,cutout", noise)
+        total = tf.reduce_sum(augmented)
+    assert float(tf.reduce_sum(tf.abs(tape.gradient(total, images)))) > 0

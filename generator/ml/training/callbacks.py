@@ -143,7 +143,7 @@ class SampleGrids(RunCallback):
     def draw(self) -> None:
         run = self.run
         epoch = epoch_of(run.step, run.steps_per_epoch)
-        grid = generate_from_z(run.gan.generator, self.fixed_z)
+        grid = generate_from_z(run.gan.sampling_generator, self.fixed_z)
         run.samples_path = save_grid(grid, run.sample_dir / f"samples-epoch-{epoch:04d}.png")
         run.loss_plot_path = save_loss_plot(run.history.points, run.steps_per_epoch, run.sample_dir / LOSS_PLOT_NAME)
         run.pictures_step = run.step
@@ -207,7 +207,7 @@ class QualityMetrics(RunCallback):
         z = np.random.default_rng([run.config.seed, 2]).uniform(-1.0, 1.0, (count, run.config.z_dim))
         figures = quality.quality_metrics(
             self.real.images(),
-            generate_from_z(run.gan.generator, z.astype(np.float32)),
+            generate_from_z(run.gan.sampling_generator, z.astype(np.float32)),
             seed=run.config.seed,
             sample_count=count,
         )

@@ -25,7 +25,13 @@ class GAN(keras.Model):
         self.generator = build_generator(config)
         self.discriminator = build_discriminator(config)
         self.generator_optimizer = build_optimizer(config)
-        self.discriminator_optimizer = build_optimizer(config)
+        self.discriminator_optimizer = build_optimizer(config, discriminator=True)
+        # The moving average of the generator's weights, where the config asks for one: it draws the
+        # samples, is measured and fills the bank (``sampling_generator``).
+        self.ema_generator = None
+        if config.generator_ema_decay > 0:
+            self.ema_generator = build_generator(config)
+            self.ema_generator.set_weights(self.generator.get_weights())
         # Built now rather than on the first step, so a restore fills their slots instead of deferring.
         self.generator_optimizer.build(self.generator.trainable_variables)
         self.discriminator_optimizer.build(self.discriminator.trainable_variables)
@@ -48,7 +54,30 @@ class GAN(keras.Model):
         }
         if with_training_time:
             saved["trained_seconds"] = self.trained_seconds
+        if self.ema_generator is not None:
+            saved["ema_generator"] = self.ema_generator
         return tf.train.Checkpoint(**saved)
+
+    @property
+    def sampling_generator(self) -> keras.Model:
+        """The generator that draws samples, is measured and fills the bank: the average where there is one."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+    def update_ema(self) -> None:
+        """Move the average towards the generator's weights (batch norm's moving statistics too)."""
+        if self.ema_generator is None:
+            return
+        decay = self.config.generator_ema_decay
+        for average, weight in zip(self.ema_generator.weights, self.generator.weights, strict=True):
+            average.assign(decay * average + (1.0 - decay) * tf.cast(weight, average.dtype))
+
+    def seen_by_discriminator(self, images: tf.Tensor) -> tf.Tensor:
+        """What the discriminator sees: the images, augmented where the config asks (DiffAugment)."""
+        if not self.config.diff_augment:
+            return images
+        from generator.ml.training.augment import diff_augment
+
+        return diff_augment(images, self.config.diff_augment, self.noise)
 
     def latent(self, batch: tf.Tensor) -> tf.Tensor:
         """z ~ U(−1, 1)^z_dim, as the paper draws it."""
@@ -65,14 +94,15 @@ class GAN(keras.Model):
         batch = tf.shape(real_images)[0]
         fake_images = self.generator(self.latent(batch), training=True)
         with tf.GradientTape() as tape:
-            real_logits = self.discriminator(real_images, training=True)
-            fake_logits = self.discriminator(fake_images, training=True)
+            real_logits = self.discriminator(self.seen_by_discriminator(real_images), training=True)
+            fake_logits = self.discriminator(self.seen_by_discriminator(fake_images), training=True)
             d_loss = self.cross_entropy(self.real_label, real_logits) + self.cross_entropy(0.0, fake_logits)
         weights = self.discriminator.trainable_variables
         self.discriminator_optimizer.apply_gradients(zip(tape.gradient(d_loss, weights), weights, strict=True))
         for _ in range(self.config.generator_steps_per_discriminator_step):
             with tf.GradientTape() as tape:
-                fake_logits = self.discriminator(self.generator(self.latent(batch), training=True), training=True)
+                fake_images = self.generator(self.latent(batch), training=True)
+                fake_logits = self.discriminator(self.seen_by_discriminator(fake_images), training=True)
                 g_loss = self.cross_entropy(1.0, fake_logits)  # non-saturating: −log D(G(z))
             weights = self.generator.trainable_variables
             self.generator_optimizer.apply_gradients(zip(tape.gradient(g_loss, weights), weights, strict=True))
@@ -85,6 +115,7 @@ def compiled_step(gan: GAN, strategy: tf.distribute.Strategy):
     @tf.function(reduce_retracing=True)  # a last partial batch must not trace a second graph per shape
     def step(real_images) -> tuple[tf.Tensor, tf.Tensor]:
         d_loss, g_loss = strategy.run(gan.train_step, args=(real_images,))
+        gan.update_ema()  # across replicas: their generators are in sync after the update
         gan.step.assign_add(1)
         total = tf.distribute.ReduceOp.SUM
         return strategy.reduce(total, d_loss, axis=None), strategy.reduce(total, g_loss, axis=None)

@@ -19,7 +19,8 @@ def export_generator(source: Path | keras.Model, path: Path) -> Path:
     """Save a generator as a ``.keras`` file: a model as it is, or the latest of a checkpoint folder.
 
     From a checkpoint the generator is rebuilt in float32: its weights are float32 either way, and
-    float32 inference gives the bank the same images on any machine, with or without fast bf16.
+    float32 inference gives the bank the same images on any machine, with or without fast bf16. A run
+    that kept a moving average of its generator's weights exports the average.
     """
     import tensorflow as tf
 
@@ -35,7 +36,8 @@ def export_generator(source: Path | keras.Model, path: Path) -> Path:
             raise FileNotFoundError(f"no checkpoint in {checkpoint_dir}")
         config = TrainingConfig.from_dict({**recorded_config(checkpoint_dir), "mixed_precision": "off"})
         generator = build_generator(config)
-        tf.train.Checkpoint(generator=generator).restore(latest).expect_partial().assert_existing_objects_matched()
+        saved_as = "ema_generator" if config.generator_ema_decay > 0 else "generator"
+        tf.train.Checkpoint(**{saved_as: generator}).restore(latest).expect_partial().assert_existing_objects_matched()
     else:
         generator = source
     path.parent.mkdir(parents=True, exist_ok=True)

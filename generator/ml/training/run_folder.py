@@ -34,7 +34,8 @@ def epoch_of(step: int, steps_per_epoch: int) -> int:
 def record_config(checkpoint_dir: Path, config: TrainingConfig, steps_per_epoch: int) -> None:
     path = checkpoint_dir / CONFIG_NAME
     if path.exists():
-        recorded = json.loads(path.read_text())["config"]
+        # A run recorded before a field existed ran with that field's default.
+        recorded = {**TrainingConfig.defaults(), **json.loads(path.read_text())["config"]}
         current = config.to_dict()
         differences = sorted(
             name for name in current if name not in RESUMABLE_FIELDS and recorded.get(name) != current[name]
