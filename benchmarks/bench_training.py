@@ -131,29 +131,9 @@ def update_seconds(config: TrainingConfig, steps: int) -> dict:
     from generator.ml.training.gan import GAN
 
     gan = GAN(config)
-    batch = config.batch_size
-    real_images = tf.random.uniform([batch, config.size, config.size, 1], -1.0, 1.0)
-
-    @tf.function
-    def discriminator_update() -> tf.Tensor:
-        fake_images = gan.generator(gan.latent(batch), training=True)
-        with tf.GradientTape() as tape:
-            loss = gan.cross_entropy(1.0, gan.discriminator(real_images, training=True)) + gan.cross_entropy(
-                0.0, gan.discriminator(fake_images, training=True)
-            )
-        weights = gan.discriminator.trainable_variables
-        gan.discriminator_optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
-        return loss
-
-    @tf.function
-    def generator_update() -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = gan.cross_entropy(
-                1.0, gan.discriminator(gan.generator(gan.latent(batch), training=True), training=True)
-            )
-        weights = gan.generator.trainable_variables
-        gan.generator_optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
-        return loss
+    real_images = tf.random.uniform([config.batch_size, config.size, config.size, 1], -1.0, 1.0)
+    discriminator_update = tf.function(lambda: gan.discriminator_update(real_images))
+    generator_update = tf.function(lambda: gan.generator_update(config.batch_size))
 
     seconds = {}
     for name, update in (("discriminator", discriminator_update), ("generator", generator_update)):

@@ -182,8 +182,6 @@ def training_job_work(job: TrainingJob, handle: JobHandle) -> None:
     uploader = CheckpointUploader(job=job, local_dir=local_dir)
     job_log(job=job, message=f"training on {device_summary(config.mixed_precision)}, budget {job.budget_text}")
 
-    budget_s = config.minutes * 60 if config.minutes is not None else None
-
     def on_progress(progress) -> None:
         handle.report(
             epoch=progress.epoch,
@@ -195,7 +193,7 @@ def training_job_work(job: TrainingJob, handle: JobHandle) -> None:
             eta_s=round(float(progress.eta_s)),
             fraction=round(progress.fraction, 4),
             trained_s=round(progress.trained_s, 1),
-            budget_s=budget_s,
+            budget_s=progress.budget_s,
         )
         if uploader.sync_if_new_checkpoint():
             handle.report(**training_pictures(job=job))

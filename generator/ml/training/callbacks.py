@@ -260,6 +260,7 @@ class ProgressReport(RunCallback):
                 images_per_s=steps_per_s * run.config.batch_size,
                 eta_s=eta_s,
                 trained_s=trained_s,
+                budget_s=run.budget.seconds,
                 seconds_left=run.budget.seconds_left(trained_s=trained_s),
                 fraction=run.budget.fraction_done(step=run.step, trained_s=trained_s),
             )

@@ -99,21 +99,31 @@ class GAN(keras.Model):
         """One discriminator update on a real and a generated batch, then the generator's
         (once, or twice as in the TF1 DCGAN). Returns this replica's (d_loss, g_loss)."""
         batch = tf.shape(real_images)[0]
-        fake_images = self.generator(self.latent(batch), training=True)
+        d_loss = self.discriminator_update(real_images)
+        for _ in range(self.config.generator_steps_per_discriminator_step):
+            g_loss = self.generator_update(batch)
+        return d_loss, g_loss
+
+    def discriminator_update(self, real_images: tf.Tensor) -> tf.Tensor:
+        """D learns to tell the real batch (label 1, smoothed if asked) from a generated one (label 0)."""
+        fake_images = self.generator(self.latent(tf.shape(real_images)[0]), training=True)
         with tf.GradientTape() as tape:
             real_logits = self.discriminator(self.seen_by_discriminator(real_images), training=True)
             fake_logits = self.discriminator(self.seen_by_discriminator(fake_images), training=True)
             d_loss = self.cross_entropy(self.real_label, real_logits) + self.cross_entropy(0.0, fake_logits)
         weights = self.discriminator.trainable_variables
         self.discriminator_optimizer.apply_gradients(zip(tape.gradient(d_loss, weights), weights, strict=True))
-        for _ in range(self.config.generator_steps_per_discriminator_step):
-            with tf.GradientTape() as tape:
-                fake_images = self.generator(self.latent(batch), training=True)
-                fake_logits = self.discriminator(self.seen_by_discriminator(fake_images), training=True)
-                g_loss = self.cross_entropy(1.0, fake_logits)  # non-saturating: −log D(G(z))
-            weights = self.generator.trainable_variables
-            self.generator_optimizer.apply_gradients(zip(tape.gradient(g_loss, weights), weights, strict=True))
-        return d_loss, g_loss
+        return d_loss
+
+    def generator_update(self, batch: tf.Tensor) -> tf.Tensor:
+        """G learns to make D call a generated batch real (the non-saturating loss: −log D(G(z)))."""
+        with tf.GradientTape() as tape:
+            fake_images = self.generator(self.latent(batch), training=True)
+            fake_logits = self.discriminator(self.seen_by_discriminator(fake_images), training=True)
+            g_loss = self.cross_entropy(1.0, fake_logits)
+        weights = self.generator.trainable_variables
+        self.generator_optimizer.apply_gradients(zip(tape.gradient(g_loss, weights), weights, strict=True))
+        return g_loss
 
 
 def compiled_step(gan: GAN, strategy: tf.distribute.Strategy):

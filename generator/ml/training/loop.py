@@ -48,6 +48,7 @@ class TrainingProgress:
     images_per_s: float
     eta_s: float
     trained_s: float
+    budget_s: float | None
     seconds_left: float | None
     fraction: float
 
