@@ -10,7 +10,8 @@ from django.utils.html import format_html
 from readerstudy.core.admin import LeasedJobAdmin
 from readerstudy.core.errors import ApplicationError
 
-from .bank import bank_fill_create, bank_image_exclude
+from .bank import bank_image_exclude
+from .bank_fill import bank_fill_create
 from .forms import VolumeUploadForm
 from .ingest import dataset_get_or_create, uploads_ingest
 from .models import (

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from readerstudy.core.jobs import job_cancel
 from readerstudy.core.roles import IsAdmin
 
-from .bank import bank_fill_create
+from .bank_fill import bank_fill_create
 from .ingest import uploads_ingest
 from .models import BankFillJob, Dataset, Subject, TrainingJob, Volume
 from .serializers import (

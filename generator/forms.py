@@ -83,8 +83,8 @@ class TrainingJobForm(forms.Form):
             Dataset.objects.filter(volumes__status=Volume.Status.READY).distinct().order_by("name")
         )
         self.fields["preset"].choices = TrainingJob.Preset.choices
-        self.fields["preset"].initial = TrainingJob.Preset.QUICK_64
-        defaults = preset_form_defaults(TrainingJob.Preset.QUICK_64)
+        self.fields["preset"].initial = TrainingJob.Preset.MODERN_64
+        defaults = preset_form_defaults(TrainingJob.Preset.MODERN_64)
         unit, amount = next(iter(defaults["budget"].items()))
         self.fields["budget"].initial = amount
         self.fields["budget_unit"].initial = unit

@@ -193,7 +193,7 @@ class TrainingJobSerializer(serializers.ModelSerializer):
 
 class TrainingJobCreateSerializer(serializers.Serializer):
     dataset = serializers.SlugRelatedField(slug_field="name", queryset=Dataset.objects.all())
-    preset = serializers.ChoiceField(choices=TrainingJob.Preset.choices, default=TrainingJob.Preset.QUICK_64)
+    preset = serializers.ChoiceField(choices=TrainingJob.Preset.choices, default=TrainingJob.Preset.MODERN_64)
     epochs = serializers.IntegerField(min_value=1, required=False)
     steps = serializers.IntegerField(min_value=1, required=False)
     minutes = serializers.FloatField(
@@ -216,6 +216,12 @@ class TrainingJobCreateSerializer(serializers.Serializer):
     )
     discriminator_learning_rate = serializers.FloatField(
         min_value=1e-6, max_value=1e-2, required=False, help_text="The discriminator's own rate (default: the same)."
+    )
+    discriminator_minibatch_stddev = serializers.BooleanField(
+        required=False, help_text="A minibatch standard deviation feature in the discriminator (against collapse)."
+    )
+    network_width = serializers.FloatField(
+        min_value=0.05, max_value=1.0, required=False, help_text="Every layer's filters × this (the paper's net: 1)."
     )
 
 

@@ -8,7 +8,7 @@ from celery import shared_task
 
 from readerstudy.core.jobs import job_run
 
-from .bank import bank_fill_work
+from .bank_fill import bank_fill_work
 from .models import AlignmentJob, BankFillJob, TrainingJob
 from .training_jobs import training_job_work
 from .volumes import alignment_job_work

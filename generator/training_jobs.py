@@ -35,7 +35,7 @@ def preset_form_defaults(preset: str) -> dict:
 def training_job_create(
     *,
     dataset: Dataset,
-    preset: str = TrainingJob.Preset.QUICK_64,
+    preset: str = TrainingJob.Preset.MODERN_64,
     user=None,
     epochs: int | None = None,
     steps: int | None = None,

@@ -13,7 +13,9 @@ from readerstudy.core.errors import ApplicationError
 from readerstudy.core.jobs import job_cancel
 from readerstudy.core.roles import role_required
 
-from .bank import bank_counts, bank_fill_create, images_import, subject_manifest_read
+from .bank import bank_counts
+from .bank_fill import bank_fill_create
+from .bank_import import images_import, subject_manifest_read
 from .forms import BankFillForm, ImageImportForm, TrainingJobForm
 from .ingest import saved_uploads
 from .models import BankImage, TrainingJob, Volume

@@ -9,7 +9,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from PIL import Image
 
-from generator.bank import bank_image_store, images_import
+from generator.bank import bank_image_store
+from generator.bank_import import images_import
 from generator.ml.rendering import rendered_length
 from generator.models import BankImage
 from readerstudy.core.errors import EvidenceFrozen

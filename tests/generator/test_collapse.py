@@ -7,7 +7,7 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from generator.bank import bank_fill_create
+from generator.bank_fill import bank_fill_create
 from generator.ingest import dataset_get_or_create
 from generator.ml.metrics import diversity_verdict, quality_metrics
 from generator.models import BankFillJob, BankImage, TrainingJob

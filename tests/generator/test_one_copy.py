@@ -1,6 +1,6 @@
-"""One copy of each image (generator/bank.py): no two active bank images share their pixels, a fill
-never reuses a latent seed or a grid slice, and an import of pixels already in the bank is
-reported as a duplicate and not stored."""
+"""One copy of each image (generator/bank.py, bank_fill.py, bank_import.py): no two active bank
+images share their pixels, a fill never reuses a latent seed or a grid slice, and an import of
+pixels already in the bank is reported as a duplicate and not stored."""
 
 import numpy as np
 import pytest
@@ -8,15 +8,9 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
 
-from generator.bank import (
-    DuplicatePixels,
-    _real_slice_picks,
-    bank_fill_create,
-    bank_image_exclude,
-    bank_image_store,
-    bank_image_store_or_exclude,
-    images_import,
-)
+from generator.bank import DuplicatePixels, bank_image_exclude, bank_image_store, bank_image_store_or_exclude
+from generator.bank_fill import _real_slice_picks, bank_fill_create
+from generator.bank_import import images_import
 from generator.ingest import dataset_get_or_create
 from generator.ml.grid import PAPER_GRID
 from generator.models import BankImage, TrainingJob

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from generator.bank import _held_out_volumes, bank_fill_create
+from generator.bank_fill import _held_out_volumes, bank_fill_create
 from generator.ingest import dataset_get_or_create, volumes_ingest
 from generator.ml.patients import is_placeholder_patient_id, patient_key
 from generator.models import Subject, SubjectMerge, SubjectPatientKey, TrainingJob, Volume

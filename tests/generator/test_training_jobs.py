@@ -37,8 +37,8 @@ def test_the_new_job_form_defaults_to_the_preset_budget_and_queues_a_job(
     volume = aligned_template_volume(tmp_path)
     client.force_login(UserFactory(role="admins"))
     page = client.get("/generator/training/new/").content.decode()
-    quick_minutes = PRESETS["quick-64"]["minutes"]
-    assert f'name="budget" value="{quick_minutes}"' in page and '"paper-256": {"budget": {"epochs": 35}' in page
+    default_minutes = PRESETS["modern-64"]["minutes"]  # the default preset's
+    assert f'name="budget" value="{default_minutes}"' in page and '"paper-256": {"budget": {"epochs": 35}' in page
     assert '<option value="minutes" selected>' in page
     form = {
         "dataset": volume.dataset.pk,
@@ -124,7 +124,7 @@ def test_train_dcgan_command_queues_the_same_job(tmp_path, capsys):
     assert f"Queued training job {job.pk}" in capsys.readouterr().out
     call_command("train_dcgan", "--dataset", volume.dataset.name, "--minutes", "2.5")
     timed = TrainingJob.objects.latest("pk")
-    assert (timed.preset, timed.config["minutes"], timed.config["steps"]) == ("quick-64", 2.5, None)
+    assert (timed.preset, timed.config["minutes"], timed.config["steps"]) == ("modern-64", 2.5, None)
     assert "2.5 minutes" in capsys.readouterr().out
 
 
@@ -140,11 +140,16 @@ def test_the_modern_preset_and_its_stabilisers_are_offered(client, tmp_path):
     )
     assert created.status_code == 201, created.content
     config = created.json()["config"]
-    assert (config["diff_augment"], config["generator_ema_decay"], config["discriminator_learning_rate"]) == (
-        "translation,cutout",
+    assert (config["network_width"], config["discriminator_minibatch_stddev"], config["generator_ema_decay"]) == (
+        0.5,
+        True,
         0.99,
-        4e-4,
     )
+    options = {"diff_augment": "translation", "discriminator_learning_rate": 4e-4, "network_width": 0.25}
+    created = client.post("/api/v1/training-jobs/", {"dataset": volume.dataset.name, **options}, "application/json")
+    assert created.status_code == 201, created.content
+    assert created.json()["preset"] == "modern-64"  # the default: minutes of the paper's own net collapse
+    assert {name: created.json()["config"][name] for name in options} == options
     refused = client.post(
         "/api/v1/training-jobs/",
         {"dataset": volume.dataset.name, "diff_augment": "colour"},

@@ -122,6 +122,42 @@ def test_radford_variant_has_no_batch_norm_after_the_first_convolution():
     assert build_discriminator(config(discriminator_input_batchnorm=False)).layers[1].use_bias
 
 
+def test_a_narrower_net_scales_every_layer_and_keeps_the_shapes():
+    narrow = describe(build_generator(config(network_width=0.5)))
+    assert [row[1] for row in narrow if row[0] in ("Dense", "Conv2DTranspose")] == [4 * 4 * 128, 64, 32, 16, 1]
+    assert narrow[-1][-1] == (64, 64, 1)
+    discriminator = build_discriminator(config(network_width=0.5))
+    assert [layer.filters for layer in discriminator.layers if isinstance(layer, keras.layers.Conv2D)] == [
+        16,
+        32,
+        64,
+        128,
+    ]
+    with pytest.raises(ValueError, match="network_width"):
+        config(network_width=0.01)  # 32 × 0.01 leaves the first layer no filter
+
+
+def test_the_minibatch_spread_tells_a_collapsed_batch_from_a_varied_one():
+    import tensorflow as tf
+
+    from generator.ml.dcgan import minibatch_stddev_class
+
+    spread = minibatch_stddev_class()()
+    varied = np.random.default_rng(0).normal(size=(8, 2, 2, 3)).astype(np.float32)
+    appended = spread(tf.constant(varied)).numpy()
+    assert appended.shape == (8, 2, 2, 4) and np.array_equal(appended[..., :3], varied)
+    # Groups of four: images 0, 2, 4, 6 and images 1, 3, 5, 7 (image i in group i mod 2).
+    for member in range(2):
+        expected = varied[member::2].std(axis=0).mean()
+        assert np.allclose(appended[member::2, :, :, 3], expected, atol=1e-5)
+    collapsed = spread(tf.constant(np.repeat(varied[:1], 8, axis=0))).numpy()[..., 3]
+    assert collapsed.max() < 1e-3 < appended[..., 3].min()
+    rows = describe(build_discriminator(config(discriminator_minibatch_stddev=True)))
+    assert [row[0] for row in rows][-3:] == ["MinibatchStddev", "Flatten", "Dense"]
+    with pytest.raises(ValueError, match="divisible by 4"):
+        config(discriminator_minibatch_stddev=True, batch_size=6)
+
+
 def test_initialisation_and_optimiser_follow_dcgan():
     generator, discriminator = build_generator(config()), build_discriminator(config())
     for layer in [*generator.layers, *discriminator.layers]:
@@ -200,6 +236,18 @@ def test_presets_and_budget_overrides():
     extended = preset_config("paper-256", steps=10)
     assert (extended.epochs, extended.steps) == (None, 10)
     assert dataclasses.replace(preset_config("quick-64", epochs=3), seed=5).epochs == 3
+    modern = preset_config("modern-64")  # the paper's losses and rates; see the preset's comment
+    assert (modern.size, modern.minutes, modern.learning_rate, modern.discriminator_learning_rate) == (
+        64,
+        3,
+        2e-4,
+        None,
+    )
+    assert (modern.network_width, modern.discriminator_minibatch_stddev, modern.generator_ema_decay) == (
+        0.5,
+        True,
+        0.999,
+    )
     with pytest.raises(ValueError, match="unknown preset"):
         preset_config("paper-512")
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from django.db.models import ProtectedError
 
-from generator.bank import bank_fill_create, bank_image_store
+from generator.bank import bank_image_store
+from generator.bank_fill import bank_fill_create
 from generator.ml.rendering import pixel_checksum, png_chunks, rendered_length, to_display_uint8
 from generator.models import BankFillJob, TrainingJob
 from generator.training_jobs import training_job_create, training_job_work

@@ -342,19 +342,22 @@ def test_onednn_is_on_for_every_cpu_unless_turned_off():
         assert completed.stdout.strip() == expected, completed.stderr[-2000:]
 
 
-def test_the_stabilisers_train_checkpoint_resume_and_export_the_average(tmp_path, dataset):
+def test_the_modern_preset_trains_checkpoints_resumes_and_exports_the_average(tmp_path, dataset):
     from generator.ml.dcgan import preset_config
     from generator.ml.training.gan import GAN
 
+    modern = {
+        name: getattr(preset_config("modern-64"), name)
+        for name in ("network_width", "discriminator_minibatch_stddev", "generator_ema_decay")
+    }
+    assert modern == {"network_width": 0.5, "discriminator_minibatch_stddev": True, "generator_ema_decay": 0.999}
+    # The preset's stabilisers and the options it leaves out (DiffAugment, two rates) in one run.
     stabilised = {
-        "diff_augment": "translation,cutout",
+        **modern,
         "generator_ema_decay": 0.9,
+        "diff_augment": "translation,cutout",
         "learning_rate": 1e-4,
         "discriminator_learning_rate": 4e-4,
-    }
-    assert {name: getattr(preset_config("modern-64"), name) for name in stabilised} == {
-        **stabilised,
-        "generator_ema_decay": 0.999,
     }
     checkpoint_dir = tmp_path / "run"
     first = train(config(3, **stabilised), dataset, steps_per_epoch=100, checkpoint_dir=checkpoint_dir)
@@ -365,6 +368,8 @@ def test_the_stabilisers_train_checkpoint_resume_and_export_the_average(tmp_path
     gan.checkpoint().restore(tf.train.latest_checkpoint(str(checkpoint_dir))).assert_existing_objects_matched()
     assert float(gan.discriminator_optimizer.learning_rate) == pytest.approx(4e-4)
     assert float(gan.generator_optimizer.learning_rate) == pytest.approx(1e-4)
+    assert gan.generator.get_layer("deconv1").filters == 64  # half the paper's 128
+    assert gan.discriminator.get_layer("flatten").input.shape[-1] == 128 + 1  # half of 256, and the spread
     average, raw = gan.ema_generator.get_weights(), gan.generator.get_weights()
     assert not all(np.array_equal(a, b) for a, b in zip(average, raw, strict=True))  # an average, not a copy
     exported = load_generator(export_generator(checkpoint_dir, tmp_path / "g.keras"))

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from generator.bank import bank_fill_create
+from generator.bank_fill import bank_fill_create
 from generator.models import Dataset, TrainingJob
 from readerstudy.core.errors import ApplicationError
 from readerstudy.core.follow import job_follow

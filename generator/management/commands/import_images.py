@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from generator.bank import images_import, subject_manifest_read
+from generator.bank_import import images_import, subject_manifest_read
 from readerstudy.core.errors import ApplicationError
 
 

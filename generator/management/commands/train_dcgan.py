@@ -13,7 +13,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--dataset", required=True)
-        parser.add_argument("--preset", choices=TrainingJob.Preset.values, default=TrainingJob.Preset.QUICK_64)
+        parser.add_argument("--preset", choices=TrainingJob.Preset.values, default=TrainingJob.Preset.MODERN_64)
         budget = parser.add_mutually_exclusive_group()
         budget.add_argument("--epochs", type=int, help="passes over the whole slice grid (default: the preset's)")
         budget.add_argument("--steps", type=int, help="discriminator steps (default: the preset's)")

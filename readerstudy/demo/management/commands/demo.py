@@ -1,7 +1,7 @@
 """Set up the demo on the embedded default and serve it: `make demo` runs this.
 
 Migrate and create the accounts, start a worker and the web server, then run the demo pipeline
-on the worker (readerstudy/demo/pipeline.py: template → aligned volume → quick-64 DCGAN → bank → demo
+on the worker (readerstudy/demo/pipeline.py: template → aligned volume → modern-64 DCGAN → bank → demo
 study), each step with a progress bar, and print every login."""
 
 import json
