@@ -18,8 +18,8 @@ Reported per seed and as medians over seeds; the targets compare the new preset 
 (quick-64: the paper's net and losses, Radford's discriminator): SWD ≤ 0.7×, diversity within
 0.05 of real's, observer accuracy below the paper preset's.
 
-``BENCH_GENERATOR_SIZE=128`` runs the same at 128² (presets ``paper-128,modern-128`` unless
-``BENCH_GENERATOR_PRESETS`` names others; every budget is replaced by the minutes).
+``BENCH_GENERATOR_SIZE=128`` runs the same at 128²: ``paper-128`` against ``modern-64``'s recipe
+at that size (every preset's size and budget are replaced by the run's).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from generator.ml.metrics import diversity_verdict
 from generator.ml.streaming import SliceSource, slice_dataset, steps_per_epoch
 
 SIZE = int(os.environ.get("BENCH_GENERATOR_SIZE", "64"))
-DEFAULT_PRESETS = {64: "quick-64,modern-64", 128: "paper-128,modern-128"}
+DEFAULT_PRESETS = {64: "quick-64,modern-64", 128: "paper-128,modern-64"}
 PRESETS = tuple(os.environ.get("BENCH_GENERATOR_PRESETS", DEFAULT_PRESETS.get(SIZE, "")).split(","))
 SEEDS = tuple(range(int(os.environ.get("BENCH_GENERATOR_SEEDS", "3"))))
 SUBJECTS = 12  # the demo trains on 12 pseudo-subjects
@@ -115,7 +115,7 @@ def grid_slices(source: SliceSource, indices: np.ndarray, *, size: int) -> np.nd
 def train_and_measure(preset: str, seed: int, sources: list[SliceSource], workdir: Path) -> dict:
     from generator.ml.training import train
 
-    config = preset_config(preset, minutes=MINUTES, seed=seed, metrics_every="end")
+    config = preset_config(preset, size=SIZE, minutes=MINUTES, seed=seed, metrics_every="end")
     dataset = slice_dataset(sources, matrix_size=SIZE, batch_size=config.batch_size, seed=seed, drop_remainder=True)
     run_folder = Path(tempfile.mkdtemp(dir=workdir))
     result = train(

@@ -140,7 +140,7 @@ def test_a_narrower_net_scales_every_layer_and_keeps_the_shapes():
 def test_the_minibatch_spread_tells_a_collapsed_batch_from_a_varied_one():
     import tensorflow as tf
 
-    from generator.ml.dcgan import minibatch_stddev_class
+    from generator.ml.layers import minibatch_stddev_class
 
     spread = minibatch_stddev_class()()
     varied = np.random.default_rng(0).normal(size=(8, 2, 2, 3)).astype(np.float32)

@@ -48,7 +48,7 @@ def export_generator(source: Path | keras.Model, path: Path) -> Path:
 def load_generator(path: Path) -> keras.Model:
     import keras
 
-    from generator.ml.dcgan import fused_batch_normalization_class
+    from generator.ml.layers import fused_batch_normalization_class
 
     fused_batch_normalization_class()  # registers the layer class the saved model refers to
     return keras.saving.load_model(Path(path), compile=False)
