@@ -200,6 +200,20 @@ class TrainingJob(LeasedJob):
         return diversity_verdict(self.metrics[-1], margin=settings.GENERATOR_COLLAPSE_MARGIN)
 
     @property
+    def collapse_advice(self) -> str:
+        """What to do about a collapsed generator ("" for one that is not): measured in
+        benchmarks/README.md, minutes of the paper's net collapse, and modern-64 needs steps."""
+        diversity = self.diversity
+        if not diversity or diversity["verdict"] != "collapsed":
+            return ""
+        if self.preset != self.Preset.MODERN_64:
+            return f"Train a {self.Preset.MODERN_64.value} job: minutes of the paper's net collapse on small data sets."
+        return (
+            f"It trained {diversity['step']:,} steps; {self.Preset.MODERN_64.value} was diverse from about 2,000 "
+            "steps on the demo's data: train a job with more minutes (a slow CPU takes fewer steps a minute)."
+        )
+
+    @property
     def budget_text(self) -> str:
         """The budget as an admin gave it, e.g. "4 minutes", "900 steps", "35 epochs"."""
         for unit in ("minutes", "steps", "epochs"):

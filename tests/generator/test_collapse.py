@@ -84,6 +84,14 @@ def test_a_fill_from_a_collapsed_generator_needs_a_reason_which_is_kept(collapse
     assert plain.diversity["verdict"] == "diverse"
 
 
+def test_the_advice_for_a_collapsed_generator_follows_its_preset(collapsed_job):
+    assert collapsed_job.preset == "modern-64" and "train a job with more minutes" in collapsed_job.collapse_advice
+    collapsed_job.preset = TrainingJob.Preset.QUICK_64
+    assert collapsed_job.collapse_advice.startswith("Train a modern-64 job")
+    collapsed_job.metrics = measured(0.65)
+    assert collapsed_job.diversity["verdict"] == "diverse" and collapsed_job.collapse_advice == ""
+
+
 def test_a_generator_never_measured_fills_without_a_verdict(collapsed_job):
     TrainingJob.objects.filter(pk=collapsed_job.pk).update(metrics=[])
     collapsed_job.refresh_from_db()
@@ -98,6 +106,7 @@ def test_the_api_the_page_and_the_command_say_collapsed_and_ask_for_the_reason(c
     assert job["diversity"]["verdict"] == "collapsed"
     page = client.get(f"/generator/training/{collapsed_job.pk}/").content.decode()
     assert "<strong>Collapsed</strong>" in page and 'name="collapse_override_reason"' in page
+    assert "It trained 900 steps; modern-64 was diverse from about 2,000" in page  # what to do about it
 
     refused = client.post("/api/v1/bank-fills/", {"training_job": collapsed_job.pk, "synthetic_count": 5})
     assert refused.status_code == 400 and "collapsed" in refused.content.decode()

@@ -67,3 +67,5 @@ class Command(BaseCommand):
             f"Diversity: {verdict} (MS-SSIM synthetic {diversity['ms_ssim_synthetic']:.3f}, real "
             f"{diversity['ms_ssim_real']:.3f}: {diversity['excess']:+.3f}; collapsed above {diversity['margin']:.2f})."
         )
+        if job.collapse_advice:
+            self.stdout.write(job.collapse_advice)
