@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from generator.ml.dcgan import preset_config
 from generator.ml.metrics import diversity_verdict
-from generator.ml.streaming import SliceSource, slice_dataset, steps_per_epoch
+from generator.ml.streaming import SliceSource, grid_slices, slice_dataset, steps_per_epoch
 
 SIZE = int(os.environ.get("BENCH_GENERATOR_SIZE", "64"))
 DEFAULT_PRESETS = {64: "quick-64,modern-64", 128: "paper-128,modern-64"}
@@ -80,36 +80,21 @@ class RealReference:
 
     def __init__(self, training: list[SliceSource], held_out: list[SliceSource], *, size: int) -> None:
         from generator.ml.grid import PAPER_GRID
-        from generator.ml.screening import ScreenIndex, SliceKey, screening_grid_indices, threshold_from_held_out
+        from generator.ml.screening import ScreenIndex, threshold_from_held_out
+        from generator.ml.slicing import DEFAULT_FOV_MM
 
         rng = np.random.default_rng(7)
         self.images, self.groups = [], []
         for source in training + held_out:
             indices = rng.choice(len(PAPER_GRID), size=SLICES_PER_SUBJECT, replace=False)
-            self.images.append(grid_slices(source, indices, size=size))
+            self.images.append(grid_slices(source, indices, matrix_size=size))
             self.groups += [f"subject:{source.name}"] * SLICES_PER_SUBJECT
         self.images = np.concatenate(self.images)
-        kept = screening_grid_indices(angle_stride=SCREEN_ANGLE_STRIDE)
-        self.index = ScreenIndex.from_batches(
-            (grid_slices(source, kept, size=size), [SliceKey(source.name, int(i)) for i in kept]) for source in training
+        self.index = ScreenIndex.from_sources(
+            training, matrix_size=size, fov_mm=DEFAULT_FOV_MM, angle_stride=SCREEN_ANGLE_STRIDE
         )
         held_out_images = self.images[len(training) * SLICES_PER_SUBJECT :]
         self.threshold = threshold_from_held_out(self.index, held_out_images)
-
-
-def grid_slices(source: SliceSource, indices: np.ndarray, *, size: int) -> np.ndarray:
-    from generator.ml.grid import PAPER_GRID
-    from generator.ml.slicing import DEFAULT_FOV_MM, sample_slices
-
-    params = PAPER_GRID.params_array(np.asarray(indices))
-    return sample_slices(
-        source.volume,
-        source.voxel_from_world,
-        params,
-        centre_mm=source.centre_mm,
-        matrix_size=size,
-        fov_mm=DEFAULT_FOV_MM,
-    )
 
 
 def train_and_measure(preset: str, seed: int, sources: list[SliceSource], workdir: Path) -> dict:

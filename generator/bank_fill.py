@@ -113,27 +113,15 @@ def _ready_volumes(dataset: Dataset) -> list[tuple[Volume, object]]:
 
 
 def _grid_slices(source, indices: np.ndarray, *, size: int, fov_mm: float) -> np.ndarray:
-    from generator.ml.slicing import sample_slices  # numba: loaded on the worker that fills, not on web
+    from generator.ml.streaming import grid_slices  # numba: loaded on the worker that fills, not on web
 
-    params = PAPER_GRID.params_array(indices)
-    return sample_slices(
-        source.volume, source.voxel_from_world, params, centre_mm=source.centre_mm, matrix_size=size, fov_mm=fov_mm
-    )
+    return grid_slices(source, indices, matrix_size=size, fov_mm=fov_mm)
 
 
 def _screen_index(sources: list, *, size: int, fov_mm: float):
-    from generator.ml.screening import ScreenIndex, SliceKey, screening_grid_indices
+    from generator.ml.screening import ScreenIndex
 
-    indices = screening_grid_indices()
-
-    def batches():
-        for source in sources:
-            for start in range(0, len(indices), 1024):
-                chunk = indices[start : start + 1024]
-                slices = _grid_slices(source, chunk, size=size, fov_mm=fov_mm)
-                yield slices, [SliceKey(source.name, int(i)) for i in chunk]
-
-    return ScreenIndex.from_batches(batches())
+    return ScreenIndex.from_sources(sources, matrix_size=size, fov_mm=fov_mm)
 
 
 def _held_out_images(

@@ -61,6 +61,9 @@ MAX_CELLS = 50
 _MIRRORED_ANGLES = np.array([1.0, -1.0, -1.0])
 
 
+SOURCE_CHUNK = 1024  # slices drawn at a time when indexing a source: bounded memory, few calls
+
+
 class SliceKey(NamedTuple):
     """A training slice: its volume (source) and its grid index, from which it can be recomputed."""
 
@@ -184,6 +187,22 @@ class ScreenIndex:
             feature_parts.append(image_features(images))
             keys.extend(batch_keys)
         return cls(np.concatenate(feature_parts), keys, **options)
+
+    @classmethod
+    def from_sources(cls, sources: Sequence, *, matrix_size: int, fov_mm: float, angle_stride: int = 2) -> ScreenIndex:
+        """The index of slice sources' (``streaming.SliceSource``) slices at ``screening_grid_indices``."""
+        from generator.ml.streaming import grid_slices  # numba: loaded where a screen is built
+
+        indices = screening_grid_indices(angle_stride=angle_stride)
+
+        def batches() -> Iterable[tuple[np.ndarray, list[SliceKey]]]:
+            for source in sources:
+                for start in range(0, len(indices), SOURCE_CHUNK):
+                    chunk = indices[start : start + SOURCE_CHUNK]
+                    slices = grid_slices(source, chunk, matrix_size=matrix_size, fov_mm=fov_mm)
+                    yield slices, [SliceKey(source.name, int(index)) for index in chunk]
+
+        return cls.from_batches(batches())
 
     def __len__(self) -> int:
         return len(self.grid_indices)

@@ -54,6 +54,26 @@ def epoch_order(pair_count: int, *, seed: int, epoch: int, shuffle: bool = True)
     return np.random.default_rng([seed, epoch]).permutation(pair_count).astype(np.int64)
 
 
+def grid_slices(
+    source: SliceSource,
+    grid_indices: np.ndarray,
+    *,
+    matrix_size: int,
+    fov_mm: float = DEFAULT_FOV_MM,
+    grid: AugmentationGrid = PAPER_GRID,
+) -> np.ndarray:
+    """One source's slices at some grid indices, float32 [n, s, s]: a slice is (source, grid index)."""
+    params = grid.params_array(np.asarray(grid_indices))
+    return sample_slices(
+        source.volume,
+        source.voxel_from_world,
+        params,
+        centre_mm=source.centre_mm,
+        matrix_size=matrix_size,
+        fov_mm=fov_mm,
+    )
+
+
 class _SliceDrawer:
     """Sources laid out once for the kernel, and a function from pair ids to images."""
 
