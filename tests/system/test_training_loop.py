@@ -294,7 +294,8 @@ def test_a_budget_in_minutes_stops_within_one_step_and_a_resume_gets_the_time_le
     assert resumed.steps_done > 3 and not resumed.stopped
     assert reports[0].step == 4 and reports[0].trained_s > first.trained_s
     assert resumed.trained_s >= extended_s
-    assert resumed.trained_s == pytest.approx(first.trained_s + resumed.seconds, abs=0.5)  # not a fresh budget
+    # Not a fresh budget: the earlier calls' time plus no more than this call's wall time (exact on any machine).
+    assert first.trained_s < resumed.trained_s <= first.trained_s + resumed.seconds
 
     # Nothing left: no step.
     again = train(config(None, minutes=extended_s / 60), dataset, steps_per_epoch=1000, checkpoint_dir=stopped_dir)
@@ -315,7 +316,7 @@ def test_a_checkpoint_saved_before_training_time_was_kept_resumes(tmp_path, data
         checkpoint_number=5
     )
     resumed = train(config(7), dataset, steps_per_epoch=100, checkpoint_dir=checkpoint_dir)
-    assert resumed.steps_done == 7 and 0 < resumed.trained_s == pytest.approx(resumed.seconds, abs=0.5)
+    assert resumed.steps_done == 7 and 0 < resumed.trained_s <= resumed.seconds  # its clock started at 0
 
 
 ONEDNN_CHECK = (
