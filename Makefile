@@ -10,6 +10,12 @@ TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
 
 .PHONY: demo test test-fast bench lint format screenshots install clean chromium
 
+# Browser-side test tools from npm (axe-core for the accessibility scan), locked in package-lock.json.
+NODE_TOOLS := node_modules/.installed
+$(NODE_TOOLS): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_TOOLS)
+
 install: $(INSTALLED)
 
 $(INSTALLED): requirements.txt
@@ -31,7 +37,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_UR
 
 # Every test, both tiers (what CI runs). The import contracts (pyproject.toml) first: a broken
 # architecture fails before the tests run.
-test: $(INSTALLED) chromium
+test: $(INSTALLED) $(NODE_TOOLS) chromium
 	$(VENV)/bin/lint-imports
 	$(TEST_ENV) $(PYTHON) -m pytest
 
@@ -40,7 +46,7 @@ test-fast: $(INSTALLED)
 	$(TEST_ENV) $(PYTHON) -m pytest -m "not system"
 
 # Refresh the README's pictures: the demo's end-to-end test, writing into docs/screenshots.
-screenshots: $(INSTALLED) chromium
+screenshots: $(INSTALLED) $(NODE_TOOLS) chromium
 	SYNTHREAD_SCREENSHOTS=$(CURDIR)/docs/screenshots $(TEST_ENV) $(PYTHON) -m pytest tests/system/test_demo.py
 
 bench: $(INSTALLED)

@@ -22,8 +22,10 @@ api_v1 = [
     path("me/", api.MeView.as_view(), name="api-me"),
     path("me/session", api.MySessionView.as_view(), name="api-me-session"),
     path("me/calls", api.MyCallsView.as_view(), name="api-me-calls"),
+    path("me/viewing", api.MyViewingView.as_view(), name="api-me-viewing"),
     path("studies/<int:study_id>/dry-run/session", api.DryRunSessionView.as_view(), name="api-dry-run-session"),
     path("studies/<int:study_id>/dry-run/calls", api.DryRunCallsView.as_view(), name="api-dry-run-calls"),
+    path("studies/<int:study_id>/dry-run/viewing", api.DryRunViewingView.as_view(), name="api-dry-run-viewing"),
     *router.urls,
     *generator_urls.api_urlpatterns,
 ]
@@ -42,6 +44,7 @@ urlpatterns = [
     ),
     path("reading/", views.reading_home, name="reading-home"),
     path("reading/image/<str:token>", views.reading_image, name="reading-image"),
+    path("reading/display-check.png", views.display_check_image, name="display-check-image"),
     path("reading/<int:study_id>/", views.reading_study, name="reading-study"),
     path("reading/<int:study_id>/consent", views.reading_consent, name="reading-consent"),
     path("reading/<int:study_id>/read", views.reading_read, name="reading-read"),

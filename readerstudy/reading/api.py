@@ -16,8 +16,14 @@ from rest_framework.views import APIView
 from generator.models import BankImage
 from readerstudy.core.roles import AdminWritesResearcherReads, IsAdmin, user_role
 
-from .dry_run import dry_run_call, dry_run_current, dry_run_trials
-from .models import Reader, ReadingSession, Study, Trial
+from .dry_run import (
+    dry_run_call,
+    dry_run_current,
+    dry_run_display_check_needed,
+    dry_run_display_checked,
+    dry_run_trials,
+)
+from .models import DisplayCheck, Reader, ReadingSession, Study, Trial
 from .readers import invitation_send, invitation_url, reader_add, reader_progress
 from .sessions import SessionError, reader_session, study_close, study_open, study_pool_counts
 from .trials import (
@@ -29,6 +35,7 @@ from .trials import (
     trial_place,
     trial_remaining_s,
 )
+from .viewing import ViewingConditions, display_check_needed, viewing_record
 
 
 class MeSerializer(serializers.Serializer):
@@ -57,6 +64,9 @@ class SessionStateSerializer(serializers.Serializer):
     )
     token = serializers.CharField(allow_null=True)
     image_url = serializers.CharField(allow_null=True)
+    display_check_needed = serializers.BooleanField(
+        help_text="The display check is still to be answered (POST …/viewing) before the first image."
+    )
 
 
 class CallSerializer(serializers.Serializer):
@@ -64,6 +74,35 @@ class CallSerializer(serializers.Serializer):
     call = serializers.CharField(max_length=16)
     confidence = serializers.IntegerField(required=False, allow_null=True)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    scale_factor = serializers.IntegerField(
+        required=False, allow_null=True, help_text="k: each image pixel was shown as k × k screen pixels."
+    )
+    full_screen = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class ViewingSerializer(serializers.Serializer):
+    """The screen and window in CSS pixels, as the browser reports them; the browser itself is
+    taken from the request's User-Agent."""
+
+    screen_width_px = serializers.IntegerField()
+    screen_height_px = serializers.IntegerField()
+    window_width_px = serializers.IntegerField()
+    window_height_px = serializers.IntegerField()
+    device_pixel_ratio = serializers.FloatField()
+    display_check = serializers.ChoiceField(choices=DisplayCheck.choices)
+
+
+class ViewingResultSerializer(ViewingSerializer):
+    browser = serializers.CharField()
+    recorded = serializers.BooleanField(help_text="False: the session's conditions were already recorded; kept.")
+
+
+def _viewing_conditions(request: Request) -> ViewingConditions:
+    body = ViewingSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    conditions = ViewingConditions(**body.validated_data, browser=request.headers.get("User-Agent", ""))
+    conditions.validate()
+    return conditions
 
 
 class CallResultSerializer(serializers.Serializer):
@@ -95,10 +134,10 @@ def _session_or_error(request: Request):
         raise PermissionDenied(str(error)) from error
 
 
-def _state(*, study: Study, current, place: tuple[int, int], image_url: str) -> dict:
+def _state(*, study: Study, current, place: tuple[int, int], image_url: str, check_needed: bool) -> dict:
     """The reader-facing state: where they are and the current trial's token; nothing that
     tells real from synthetic."""
-    base = {"study": study.pk, "time_limit_s": study.time_limit_s}
+    base = {"study": study.pk, "time_limit_s": study.time_limit_s, "display_check_needed": check_needed}
     if current is None:
         return base | {
             "phase": "finished",
@@ -121,22 +160,26 @@ def _state(*, study: Study, current, place: tuple[int, int], image_url: str) -> 
 
 def _reader_state(session: ReadingSession) -> dict:
     current = trial_current(session=session)
+    check_needed = display_check_needed(session=session)
     if current is None:
-        return _state(study=session.reader.study, current=None, place=(0, 0), image_url="")
+        return _state(study=session.reader.study, current=None, place=(0, 0), image_url="", check_needed=check_needed)
     place = trial_place(trial=current, training_total=len(session.training_order), main_total=len(session.main_order))
     image_url = reverse("reading-image", args=[current.token])
-    return _state(study=session.reader.study, current=current, place=place, image_url=image_url)
+    return _state(
+        study=session.reader.study, current=current, place=place, image_url=image_url, check_needed=check_needed
+    )
 
 
 def _dry_run_state(request: Request, study: Study) -> dict:
     current = dry_run_current(store=request.session, study=study)
+    check_needed = dry_run_display_check_needed(store=request.session, study=study)
     if current is None:
-        return _state(study=study, current=None, place=(0, 0), image_url="")
+        return _state(study=study, current=None, place=(0, 0), image_url="", check_needed=check_needed)
     trials = dry_run_trials(store=request.session, study=study)
     training_total = sum(trial.phase == Trial.Phase.TRAINING for trial in trials)
     place = trial_place(trial=current, training_total=training_total, main_total=len(trials) - training_total)
     image_url = reverse("dry-run-image", args=[study.pk, current.token])
-    return _state(study=study, current=current, place=place, image_url=image_url)
+    return _state(study=study, current=current, place=place, image_url=image_url, check_needed=check_needed)
 
 
 class CallConflict(APIException):
@@ -205,6 +248,23 @@ class MyCallsView(APIView):
         return Response(result, status=200 if outcome.replayed else 201)
 
 
+class MyViewingView(APIView):
+    """The display check's answer and the screen the session is read on, recorded once per
+    session (before the first image); a second report changes nothing (200)."""
+
+    @extend_schema(
+        parameters=[STUDY_PARAMETER],
+        request=ViewingSerializer,
+        responses={200: ViewingResultSerializer, 201: ViewingResultSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        session = _session_or_error(request)
+        session, recorded = viewing_record(session=session, conditions=_viewing_conditions(request))
+        fields = [*ViewingSerializer().fields, "browser"]
+        result = {name: getattr(session, name) for name in fields} | {"recorded": recorded}
+        return Response(ViewingResultSerializer(result).data, status=201 if recorded else 200)
+
+
 def _dry_run_study(study_id: int) -> Study:
     study = Study.objects.filter(pk=study_id).first()
     if study is None:
@@ -242,9 +302,23 @@ class DryRunCallsView(APIView):
                 call=fields["call"],
                 confidence=fields.get("confidence"),
                 reason=fields.get("reason", ""),
+                scale_factor=fields.get("scale_factor"),
             )
         result = _call_result(study=study, trial=trial, replayed=replayed, next_state=_dry_run_state(request, study))
         return Response(result, status=200 if replayed else 201)
+
+
+class DryRunViewingView(APIView):
+    """The display check in an admin's dry run: checked as a reader's, recorded nowhere."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(request=ViewingSerializer, responses={200: ViewingResultSerializer})
+    def post(self, request: Request, study_id: int) -> Response:
+        study = _dry_run_study(study_id)
+        conditions = _viewing_conditions(request)
+        dry_run_display_checked(store=request.session, study=study)
+        return Response(ViewingResultSerializer(vars(conditions) | {"recorded": False}).data)
 
 
 class ReaderSerializer(serializers.ModelSerializer):

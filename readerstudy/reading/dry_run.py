@@ -19,6 +19,7 @@ from .sessions import study_session_plan
 from .trials import LATE_MESSAGE, CallRefused, TrialNotFound, call_decide, call_validate, trial_is_late
 
 STORE_KEY = "synthread_dry_runs"
+CHECKED_KEY = "synthread_dry_run_display_checks"  # study ids whose current dry run had its display check
 
 
 @dataclass
@@ -58,7 +59,18 @@ def dry_run_start(*, store: SessionBase, study: Study) -> list[DryTrial]:
         for position, (phase, image_id) in enumerate(phases)
     ]
     _save(store, study, trials)
+    store[CHECKED_KEY] = [pk for pk in store.get(CHECKED_KEY, []) if pk != study.pk]  # a fresh run checks again
     return trials
+
+
+def dry_run_display_check_needed(*, store: SessionBase, study: Study) -> bool:
+    return study.pk not in store.get(CHECKED_KEY, [])
+
+
+def dry_run_display_checked(*, store: SessionBase, study: Study) -> None:
+    """The admin answered the display check: remembered for this dry run, recorded nowhere."""
+    if dry_run_display_check_needed(store=store, study=study):
+        store[CHECKED_KEY] = [*store.get(CHECKED_KEY, []), study.pk]
 
 
 def dry_run_trials(*, store: SessionBase, study: Study) -> list[DryTrial]:
@@ -102,12 +114,13 @@ def dry_run_call(
     call: str,
     confidence: int | None = None,
     reason: str = "",
+    scale_factor: int | None = None,
     now: datetime | None = None,
 ) -> tuple[DryTrial, bool]:
     """Decide a dry-run call by the readers' rules; returns the trial and whether the call was
     a replay. A late call expires the trial and is refused (CallRefused), as for a reader."""
     now = now or timezone.now()
-    call_validate(study=study, call=call, confidence=confidence, reason=reason)
+    call_validate(study=study, call=call, confidence=confidence, reason=reason, scale_factor=scale_factor)
     trials = _load(store, study)
     trial = next((t for t in trials if t.token == token), None)
     if trial is None:

@@ -49,7 +49,9 @@ class Study(models.Model):
     ask_confidence = models.BooleanField(default=False, help_text="Ask a 5-point confidence with each call.")
     ask_reason = models.BooleanField(default=False, help_text="Offer a free-text reason with each call.")
     display_size_px = models.PositiveIntegerField(
-        default=512, help_text="Shown size of every image, in CSS pixels (all images alike)."
+        default=512,
+        help_text="The most room an image gets, in CSS pixels; each image pixel is shown as k × k screen pixels, "
+        "k the largest whole number that fits (all images alike).",
     )
     show_score_after = models.BooleanField(
         default=False, help_text="Show a reader their main-phase score on the thank-you page."
@@ -108,6 +110,15 @@ class Reader(models.Model):
             raise ValidationError({"user": refusal})
 
 
+class DisplayCheck(models.TextChoices):
+    """What a reader saw of the display check's two low-contrast patches (13 on 0, 242 on 255)."""
+
+    BOTH_SEEN = "both_seen", "saw both patches"
+    DARK_MISSED = "dark_missed", "missed the dark patch"
+    LIGHT_MISSED = "light_missed", "missed the light patch"
+    NEITHER_SEEN = "neither_seen", "saw neither patch"
+
+
 class ReadingSession(models.Model):
     """One reader's session: its seed and order are stored, so it can be rebuilt and audited."""
 
@@ -121,6 +132,17 @@ class ReadingSession(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Viewing conditions, recorded once, when the reader answers the display check before the
+    # first image (empty: read before #23, or through the API without the reading page).
+    # Sizes are CSS pixels as the browser reports them; × device_pixel_ratio gives screen pixels.
+    screen_width_px = models.PositiveIntegerField(null=True, blank=True)
+    screen_height_px = models.PositiveIntegerField(null=True, blank=True)
+    window_width_px = models.PositiveIntegerField(null=True, blank=True)
+    window_height_px = models.PositiveIntegerField(null=True, blank=True)
+    device_pixel_ratio = models.FloatField(null=True, blank=True)
+    browser = models.CharField(max_length=400, blank=True, help_text="The browser's User-Agent.")
+    display_check = models.CharField(max_length=16, choices=DisplayCheck.choices, blank=True)
+    viewing_recorded_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"session of {self.reader}"
@@ -148,6 +170,11 @@ class Trial(models.Model):
     expired = models.BooleanField(default=False)
     confidence = models.PositiveSmallIntegerField(null=True, blank=True)
     reason = models.TextField(blank=True)
+    # How the image was on screen when called (empty: expired, read before #23, or an API client).
+    scale_factor = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="k: each image pixel shown as k × k screen pixels."
+    )
+    full_screen = models.BooleanField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["session", "position"], name="one_trial_per_position")]

@@ -24,6 +24,7 @@ from .models import ReadingSession, Study, Trial
 
 GRACE_S = 1.0
 CONFIDENCE_RANGE = range(1, 6)
+SCALE_FACTOR_RANGE = range(1, 65)  # k: an 8K screen shows a 128² image at 33; more is no screen
 LATE_MESSAGE = "Time ran out: the call came after the time limit, and the image was recorded as expired."
 
 
@@ -98,10 +99,12 @@ def trial_place(*, trial: TrialLike, training_total: int, main_total: int) -> tu
     return trial.position - training_total + 1, main_total
 
 
-def call_validate(*, study: Study, call: str, confidence: int | None, reason: str = "") -> None:
+def call_validate(
+    *, study: Study, call: str, confidence: int | None, reason: str = "", scale_factor: int | None = None
+) -> None:
     """THE rule for what a call may carry, for readers and dry runs alike: confidence exactly when
     the study asks for it (a call without it would mix 0/1 with 1–10 scores in the MRMC export),
-    a reason only when it offers one."""
+    a reason only when it offers one, the image's scale factor as a whole number when reported."""
     if call not in Trial.Call.values:
         raise CallInvalid("A call is 'real' or 'synthetic'.")
     if study.ask_confidence and confidence is None:
@@ -112,6 +115,8 @@ def call_validate(*, study: Study, call: str, confidence: int | None, reason: st
         raise CallInvalid("Confidence runs from 1 to 5.")
     if not study.ask_reason and reason.strip():
         raise CallInvalid("This study does not ask for a reason; send the call without one.")
+    if scale_factor is not None and scale_factor not in SCALE_FACTOR_RANGE:
+        raise CallInvalid(f"A scale factor is a whole number from 1 to {SCALE_FACTOR_RANGE[-1]}.")
 
 
 def call_decide(
@@ -226,11 +231,16 @@ def call_record(
     call: str,
     confidence: int | None = None,
     reason: str = "",
+    scale_factor: int | None = None,
+    full_screen: bool | None = None,
     now: datetime | None = None,
 ) -> CallOutcome:
-    """Record a reader's call on a trial, exactly once, if it is allowed now."""
+    """Record a reader's call on a trial, exactly once, if it is allowed now, with how its image
+    was on screen (``scale_factor`` k, ``full_screen``) when the page reports it."""
     now = now or timezone.now()
-    call_validate(study=session.reader.study, call=call, confidence=confidence, reason=reason)
+    call_validate(
+        study=session.reader.study, call=call, confidence=confidence, reason=reason, scale_factor=scale_factor
+    )
     with transaction.atomic():
         # The current trial, locked: two calls at once on one session take turns.
         current = _session_current(session, now)
@@ -260,7 +270,8 @@ def call_record(
                 refusal = CallRefused(LATE_MESSAGE)
             else:
                 trial.call, trial.confidence, trial.reason, trial.answered_at = call, confidence, reason.strip(), now
-                trial.save(update_fields=["call", "confidence", "reason", "answered_at"])
+                trial.scale_factor, trial.full_screen = scale_factor, full_screen
+                trial.save(update_fields=["call", "confidence", "reason", "answered_at", "scale_factor", "full_screen"])
     if refusal is not None:
         raise refusal
     return CallOutcome(trial, replayed=False)

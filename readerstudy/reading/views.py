@@ -19,6 +19,7 @@ from .quiz import QuizError, quiz_images, quiz_new, quiz_score
 from .readers import consent_accept, consent_needed, reader_main_score, reader_progress
 from .sessions import SessionError, reader_session
 from .trials import GRACE_S, TrialNotFound, trial_serve_for_user
+from .viewing import ADVICE, DISPLAY_CHECK_SIZE, display_check_png
 
 
 def _quiz_study(study_id: int) -> Study:
@@ -143,12 +144,20 @@ def reading_read(request: HttpRequest, study_id: int) -> HttpResponse:
         study=reader.study,
         session_url=f"{api}?study={study_id}",
         calls_url=f"{reverse('api-me-calls')}?study={study_id}",
+        viewing_url=f"{reverse('api-me-viewing')}?study={study_id}",
         done_url=reverse("reading-thanks", args=[study_id]),
     )
 
 
 def _reading_page(
-    request: HttpRequest, *, study: Study, session_url: str, calls_url: str, done_url: str, dry_run=False
+    request: HttpRequest,
+    *,
+    study: Study,
+    session_url: str,
+    calls_url: str,
+    viewing_url: str,
+    done_url: str,
+    dry_run=False,
 ):
     return render(
         request,
@@ -156,9 +165,12 @@ def _reading_page(
         {
             "study": study,
             "dry_run": dry_run,
+            "display_check_size": DISPLAY_CHECK_SIZE,
+            "advice": {answer.value: text for answer, text in ADVICE.items()},
             "reading_config": {
                 "sessionUrl": session_url,
                 "callsUrl": calls_url,
+                "viewingUrl": viewing_url,
                 "doneUrl": done_url,
                 "askConfidence": study.ask_confidence,
                 "askReason": study.ask_reason,
@@ -176,6 +188,15 @@ def reading_thanks(request: HttpRequest, study_id: int) -> HttpResponse:
         return redirect("reading-study", study_id=study_id)
     score = reader_main_score(reader=reader) if reader.study.show_score_after else None
     return render(request, "readerstudy/reading_thanks.html", {"study": reader.study, "score": score})
+
+
+@login_required
+@require_GET
+def display_check_image(request: HttpRequest) -> HttpResponse:
+    """The display check's grey-step pattern (the same for everyone: no evidence in it)."""
+    response = HttpResponse(display_check_png(), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
 
 
 @login_required
@@ -216,6 +237,7 @@ def dry_run_read(request: HttpRequest, study_id: int) -> HttpResponse:
         study=study,
         session_url=reverse("api-dry-run-session", args=[study_id]),
         calls_url=reverse("api-dry-run-calls", args=[study_id]),
+        viewing_url=reverse("api-dry-run-viewing", args=[study_id]),
         done_url=reverse("dry-run-done", args=[study_id]),
         dry_run=True,
     )

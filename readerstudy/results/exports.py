@@ -15,6 +15,7 @@ from rest_framework.renderers import BaseRenderer
 
 from generator.models import BankFillJob, BankImage, TrainingJob, VolumeCorrection
 from readerstudy.reading.models import ReadingSession, Study
+from readerstudy.reading.viewing import session_viewing
 
 from .scoring import CALLS_COLUMNS, TABLE_COLUMNS, calls_rows, imrmc_text, study_ended_trials, study_table_rows
 
@@ -123,6 +124,8 @@ def _sessions(study: Study, ended: set[tuple[int, int]]) -> list[dict]:
             ),
             "created_at": session.created_at.isoformat(),
             "finished_at": session.finished_at.isoformat() if session.finished_at else None,
+            "viewing_conditions": session_viewing(session)
+            | {"recorded_at": session.viewing_recorded_at.isoformat() if session.viewing_recorded_at else None},
         }
         for session in sessions
     ]
@@ -230,12 +233,12 @@ def safe_filename(name: str) -> str:
 BUNDLE_README = """SynthRead audit bundle of the study "{study}".
 
 study.json         the study's settings (the protocol as run)
-sessions.json      every reader's session: seed, training and main order (bank image ids)
+sessions.json      every reader's session: seed, training and main order (bank image ids), viewing conditions
 bank_manifest.csv  every bank image a reader saw: class, provenance, pixel checksum, status
 generators.json    the training jobs behind the synthetic images: configuration, sha256, collapse verdict
 code_version.txt   the SynthRead git commit that produced this bundle
 audit_log.json     admin decisions: alignment fixes of source volumes, fills from a collapsed generator, exclusions
 table.csv          one row per reader and per group (columns documented in SynthRead's README)
-calls.csv          one row per trial
+calls.csv          one row per trial, with how its image was on screen (scale factor k, full screen)
 study.imrmc        the main-phase calls in iMRMC's input format
 """

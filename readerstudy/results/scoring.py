@@ -10,10 +10,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
-from readerstudy.reading.models import Reader, Study, Trial
+from readerstudy.reading.models import Reader, ReadingSession, Study, Trial
 from readerstudy.reading.trials import trials_ended
+from readerstudy.reading.viewing import VIEWING_COLUMNS, browser_name, session_viewing
 
 from .groups import GroupInference, group_inferences
 from .observer import machine_observer_latest
@@ -223,7 +225,7 @@ def study_table_rows(*, study: Study, results: StudyResults | None = None) -> li
 
 CALLS_COLUMNS = [
     "reader", "role", "case", "subject", "truth", "call", "confidence", "reason", "phase", "shown_at", "answered_at",
-    "response_ms", "expired",
+    "response_ms", "expired", "scale_factor", "full_screen", *VIEWING_COLUMNS,
 ]  # fmt: skip
 
 
@@ -232,15 +234,19 @@ def calls_rows(*, study: Study) -> list[dict]:
     its limit that nobody has marked yet counts as expired), training included (its phase says so).
     ``case`` is the bank image's id: stable, so the same image is the same case for every reader.
     ``subject`` is a real image's person (empty for synthetic ones), so MRMC tools can treat one
-    person's slices as one case."""
+    person's slices as one case. ``scale_factor`` and ``full_screen`` say how the image was on
+    screen at the call; the session's viewing conditions follow on every row."""
     trials = (
         study_ended_trials(study=study)
         .select_related("session__reader__user", "bank_image__subject")
         .order_by("session__reader_id", "position")
     )
     rows = []
+    viewing = {}  # per session: read once
     for trial in trials:
         reader = trial.session.reader
+        if trial.session_id not in viewing:
+            viewing[trial.session_id] = session_viewing(trial.session)
         response_ms = (
             round((trial.answered_at - trial.shown_at).total_seconds() * 1000)
             if trial.answered_at and trial.shown_at
@@ -261,7 +267,60 @@ def calls_rows(*, study: Study) -> list[dict]:
                 "answered_at": trial.answered_at.isoformat() if trial.answered_at else "",
                 "response_ms": response_ms,
                 "expired": not trial.call,
+                "scale_factor": trial.scale_factor,
+                "full_screen": trial.full_screen,
             }
+            | viewing[trial.session_id]
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class SessionViewingRow:
+    """One session's viewing conditions as the study page lists them."""
+
+    reader: str
+    screen: str
+    window: str
+    device_pixel_ratio: float | None
+    browser: str
+    display_check: str
+    scale_factors: str  # "×8", or "×4–×8" when the window changed
+    full_screen_calls: int
+    reported_calls: int  # calls that came with their viewing (the reading page's)
+
+
+def study_viewing_rows(*, study: Study) -> list[SessionViewingRow]:
+    """Every session's screen, window, browser and display check, and how its images were shown."""
+    sessions = (
+        ReadingSession.objects.filter(reader__study=study)
+        .select_related("reader__user")
+        .annotate(
+            k_low=Min("trials__scale_factor"),
+            k_high=Max("trials__scale_factor"),
+            full_screen_calls=Count("trials", filter=Q(trials__full_screen=True)),
+            reported_calls=Count("trials", filter=Q(trials__scale_factor__isnull=False)),
+        )
+        .order_by("pk")
+    )
+    rows = []
+    for session in sessions:
+        viewing = session_viewing(session)
+        k_range = "" if session.k_low is None else f"×{session.k_low}"
+        if session.k_high is not None and session.k_high != session.k_low:
+            k_range += f"–×{session.k_high}"
+        rows.append(
+            SessionViewingRow(
+                reader=reader_label(session.reader),
+                screen=viewing["screen_css_px"],
+                window=viewing["window_css_px"],
+                device_pixel_ratio=session.device_pixel_ratio,
+                browser=browser_name(session.browser) if session.browser else "",
+                display_check=session.get_display_check_display() if session.display_check else "",
+                scale_factors=k_range,
+                full_screen_calls=session.full_screen_calls,
+                reported_calls=session.reported_calls,
+            )
         )
     return rows
 

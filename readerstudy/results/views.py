@@ -14,7 +14,7 @@ from readerstudy.reading.readers import reader_progress
 
 from .observer import machine_observer_create, machine_observer_latest
 from .plots import PLOTS
-from .scoring import study_results, study_table_rows
+from .scoring import study_results, study_table_rows, study_viewing_rows
 
 
 @role_required(Role.RESEARCHER)
@@ -42,6 +42,7 @@ def results_study(request: HttpRequest, study_id: int) -> HttpResponse:
             "study": study,
             "results": results,
             "rows": study_table_rows(study=study, results=results),
+            "viewing": study_viewing_rows(study=study),
             "observer": machine_observer_latest(study=study),
             "observer_running": study.observer_jobs.filter(state__in=[JobState.QUEUED, JobState.RUNNING]).first(),
             "has_roc": any(r.roc and r.roc.points for r in results.readers),

@@ -1,6 +1,8 @@
 // The reading page: one trial at a time through the reader's API (or a dry run's twin).
 // The server keeps time; this page only shows it. It never preloads the next image: an image's
 // URL is set only when its trial starts, because serving it starts the trial's clock.
+// Images are shown pixel-true: each image pixel as k × k screen pixels, k a whole number,
+// nearest neighbour (CSS image-rendering: pixelated), recomputed when the window or zoom changes.
 (function () {
   "use strict";
   const config = JSON.parse(document.getElementById("reading-config").textContent);
@@ -17,6 +19,18 @@
   const message = document.getElementById("message");
   const reason = document.getElementById("reason");
   const callButtons = Array.from(document.querySelectorAll("button.call"));
+  const stage = document.getElementById("stage");
+  const scaleLabel = document.getElementById("scale-label");
+  const fullScreenButton = document.getElementById("full-screen-button");
+  const announcer = document.getElementById("countdown-announcer");
+  const check = document.getElementById("display-check");
+  const checkImage = document.getElementById("display-check-image");
+  const checkFrame = document.getElementById("display-check-frame");
+  const checkQuestion = document.getElementById("display-check-question");
+  const checkAdvice = document.getElementById("display-check-advice");
+  const checkAdviceText = document.getElementById("display-check-advice-text");
+  const adviceTexts = JSON.parse(document.getElementById("display-check-advice-texts").textContent);
+  const ANNOUNCED_AT_S = [5, 1]; // a screen reader hears the countdown at these seconds only
 
   let trial = null; // the state of the trial on screen: {token, phase, ...}
   let nextState = null; // the state a call's answer carried: one request fewer per trial
@@ -24,6 +38,90 @@
   let paused = false;
   let interludeTimer = null;
   let clockTimer = null;
+  let checking = false; // the display check is on screen
+  let scaleFactor = null; // k of the image on screen
+
+  // k = the largest whole number with k × matrix ≤ min(display size × device pixel ratio, the
+  // window's size in device pixels); at least 1.
+  function pixelTrueScale(matrix) {
+    const ratio = window.devicePixelRatio || 1;
+    const room = Math.min(config.displaySizePx * ratio, window.innerWidth * ratio, window.innerHeight * ratio);
+    return Math.max(1, Math.floor((room + 1e-6) / matrix));
+  }
+
+  // Shows an image as k × k screen pixels per image pixel, centred in its frame, its edges on
+  // screen pixels. Layout rounds sizes and offsets to 1/64 CSS pixel, which misses the screen's
+  // grid at ratios like 1.25 or 1.1 (the browser then blends the edge and resamples unevenly), so
+  // the image is laid out at its natural size at the viewport's origin (position: fixed) and
+  // placed by a transform alone, whose numbers are not rounded. A frame without a size of its own
+  // (the display check's) is given the image's.
+  function showPixelTrue(element, frame) {
+    const matrix = element.naturalWidth;
+    if (!matrix) return null;
+    const ratio = window.devicePixelRatio || 1;
+    const k = pixelTrueScale(matrix);
+    const width = (k * matrix) / ratio;
+    const height = (k * element.naturalHeight) / ratio;
+    if (frame.dataset.sized === "image") {
+      frame.style.width = width + "px";
+      frame.style.height = height + "px";
+    }
+    element.style.width = matrix + "px";
+    element.style.height = element.naturalHeight + "px";
+    const box = frame.getBoundingClientRect();
+    const onGrid = (css) => Math.round(css * ratio) / ratio;
+    const left = onGrid(box.left + (box.width - width) / 2);
+    const top = onGrid(box.top + (box.height - height) / 2);
+    element.style.transform = `translate(${left}px, ${top}px) scale(${k / ratio})`;
+    return k;
+  }
+
+  function rescale() {
+    if (checking) showPixelTrue(checkImage, checkFrame);
+    if (!image.hidden && image.naturalWidth) {
+      scaleFactor = showPixelTrue(image, stage);
+      scaleLabel.textContent = "×" + scaleFactor;
+    }
+  }
+
+  // Browser zoom changes the device pixel ratio. A media query on the current ratio says so in
+  // most browsers; a look twice a second catches the rest (and emulated ratio changes).
+  let lastRatio = window.devicePixelRatio;
+  function ratioChanged() {
+    if (window.devicePixelRatio === lastRatio) return;
+    lastRatio = window.devicePixelRatio;
+    rescale();
+    watchPixelRatio();
+  }
+  function watchPixelRatio() {
+    window.matchMedia(`(resolution: ${window.devicePixelRatio}dppx)`).addEventListener("change", ratioChanged, {
+      once: true,
+    });
+  }
+  watchPixelRatio();
+  setInterval(ratioChanged, 500);
+  window.addEventListener("resize", rescale);
+  window.addEventListener("scroll", rescale, { passive: true }); // the image is fixed to the viewport
+  new ResizeObserver(rescale).observe(document.body); // anything above the frame moved it
+
+  function isFullScreen() {
+    return document.fullscreenElement !== null && document.fullscreenElement !== undefined;
+  }
+
+  // Full screen takes the whole reading area (black surround); leaving it, by button, F or Esc,
+  // changes nothing else: the trial's clock is the server's and runs on.
+  function toggleFullScreen() {
+    if (isFullScreen()) {
+      document.exitFullscreen();
+    } else if (document.documentElement.requestFullscreen) {
+      document.querySelector("main").requestFullscreen().catch(() => setMessage("Full screen is not available here."));
+    }
+  }
+  document.addEventListener("fullscreenchange", () => {
+    fullScreenButton.setAttribute("aria-pressed", String(isFullScreen()));
+    rescale();
+  });
+  fullScreenButton.addEventListener("click", toggleFullScreen);
 
   function csrfToken() {
     const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -81,15 +179,22 @@
 
   function startClock(remainingS, limitS) {
     stopClock();
+    announcer.textContent = "";
     if (remainingS === null || remainingS === undefined) {
       countdown.textContent = "";
       timebarFill.style.width = "0";
       return;
     }
     const endsAt = performance.now() + remainingS * 1000;
+    // Only marks still ahead are spoken: a reload at 3 s left does not announce 5.
+    const toAnnounce = ANNOUNCED_AT_S.filter((mark) => mark < remainingS);
     const tick = () => {
       const left = Math.max(0, (endsAt - performance.now()) / 1000);
       countdown.textContent = left.toFixed(1) + " s";
+      if (toAnnounce.length && left <= toAnnounce[0]) {
+        const mark = toAnnounce.shift();
+        announcer.textContent = mark === 1 ? "1 second left" : `${mark} seconds left`;
+      }
       countdown.classList.toggle("low", left <= 3);
       timebarFill.style.width = (100 * left) / limitS + "%";
       if (left <= 0) timeUp();
@@ -127,12 +232,17 @@
       window.location.assign(config.doneUrl);
       return;
     }
+    if (state.display_check_needed) {
+      showDisplayCheck(state);
+      return;
+    }
     trial = state;
     phaseLabel.textContent = phaseText(state);
     resetInputs();
     image.onload = () => {
       panel.hidden = true;
       image.hidden = false;
+      rescale();
       setAccepting(true);
       startClock(state.remaining_s, state.time_limit_s);
     };
@@ -178,7 +288,14 @@
     stopClock();
     hideImage(); // at once: the call is made, the image has done its work
     showPanel("Saving your call…");
-    const body = { token: trial.token, call: call, confidence: confidence, reason: reason ? reason.value : "" };
+    const body = {
+      token: trial.token,
+      call: call,
+      confidence: confidence,
+      reason: reason ? reason.value : "",
+      scale_factor: scaleFactor, // how the image was on screen at the call
+      full_screen: isFullScreen(),
+    };
     let response;
     try {
       response = await request(config.callsUrl, {
@@ -239,12 +356,78 @@
     nextTrial();
   }
 
+  // The display check, once per session before the first image (TG18's idea: can the reader see
+  // a dark grey on black and a light grey on white?). Whatever the answer, the reader may go on;
+  // the answer and the screen are recorded with the session.
+  function showDisplayCheck(state) {
+    checking = true;
+    stage.hidden = true;
+    phaseLabel.textContent = "Display check";
+    checkQuestion.hidden = false;
+    checkAdvice.hidden = true;
+    check.hidden = false;
+    const focusFirst = () => {
+      showPixelTrue(checkImage, checkFrame);
+      check.querySelector("button[data-answer]").focus();
+    };
+    if (checkImage.complete) focusFirst();
+    else checkImage.addEventListener("load", focusFirst, { once: true });
+    check.querySelectorAll("button[data-answer]").forEach((button) => {
+      button.onclick = () => answerDisplayCheck(button.dataset.answer, state);
+    });
+  }
+
+  function answerDisplayCheck(answer, state) {
+    if (answer === "both_seen") {
+      recordDisplayCheck(answer, state);
+      return;
+    }
+    checkQuestion.hidden = true;
+    checkAdvice.hidden = false;
+    checkAdviceText.textContent = adviceTexts[answer];
+    document.getElementById("display-check-again").onclick = () => showDisplayCheck(state);
+    const goOn = document.getElementById("display-check-go-on");
+    goOn.onclick = () => recordDisplayCheck(answer, state);
+    goOn.focus();
+  }
+
+  async function recordDisplayCheck(answer, state) {
+    const body = {
+      screen_width_px: window.screen.width,
+      screen_height_px: window.screen.height,
+      window_width_px: window.innerWidth,
+      window_height_px: window.innerHeight,
+      device_pixel_ratio: window.devicePixelRatio || 1,
+      display_check: answer,
+    };
+    const response = await request(config.viewingUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      setMessage("The display check could not be saved: " + (await detail(response)));
+      return;
+    }
+    checking = false;
+    check.hidden = true;
+    stage.hidden = false;
+    nextState = Object.assign({}, state, { display_check_needed: false });
+    nextTrial();
+  }
+
   callButtons.forEach((button) => button.addEventListener("click", () => sendCall(button.dataset.call)));
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.target === reason && event.key !== "Enter") return;
     const key = event.key.toLowerCase();
+    if (key === "f") {
+      event.preventDefault();
+      toggleFullScreen();
+      return;
+    }
+    if (checking) return; // the check's buttons take Tab, Enter and Space as any button does
     if (accepting && (key === "r" || key === "s")) {
       event.preventDefault();
       sendCall(key === "r" ? "real" : "synthetic");

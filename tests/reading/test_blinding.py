@@ -60,6 +60,12 @@ def _read_session(client, study, user) -> list[dict]:
     """A reader's whole session as their browser sees it; returns one record per trial."""
     client.force_login(user)
     pages = [client.get(path).content.decode() for path in (f"/reading/{study.pk}/", f"/reading/{study.pk}/read")]
+    viewing = {"screen_width_px": 1920, "screen_height_px": 1080, "window_width_px": 1200, "window_height_px": 900}
+    client.post(  # the display check, as the reading page sends it before the first image
+        f"/api/v1/me/viewing?study={study.pk}",
+        viewing | {"device_pixel_ratio": 1.0, "display_check": "both_seen"},
+        content_type="application/json",
+    )
     records = []
     while True:
         state_response = client.get(f"/api/v1/me/session?study={study.pk}")
@@ -71,7 +77,7 @@ def _read_session(client, study, user) -> list[dict]:
         elapsed = time.perf_counter() - started
         call = client.post(
             f"/api/v1/me/calls?study={study.pk}",
-            {"token": state["token"], "call": "real"},
+            {"token": state["token"], "call": "real", "scale_factor": 8, "full_screen": False},
             content_type="application/json",
         )
         trial = Trial.objects.select_related("bank_image").get(token=state["token"])
@@ -115,7 +121,10 @@ def test_no_reader_facing_response_names_a_class_a_bank_id_or_a_source(audit):
             assert not re.search(r"\b(real|synthetic|bank|provenance|generator)\b", text, re.IGNORECASE)
         assert image.storage_key not in pages and f"/bank/{image.pk}" not in pages
         state = json.loads(record["state_text"])
-        assert set(state) == {"study", "phase", "index", "total", "time_limit_s", "remaining_s", "token", "image_url"}
+        assert set(state) == {
+            *("study", "phase", "index", "total", "time_limit_s", "remaining_s", "token", "image_url"),
+            "display_check_needed",
+        }
         assert state["image_url"] == f"/reading/image/{state['token']}"  # the token is its only name
         if record["phase"] == "main":
             assert record["call_body"]["truth"] is None  # feedback in training only

@@ -78,6 +78,9 @@ def test_the_demo_serves_a_study_a_reader_reads_and_the_researcher_exports(demo,
     reader.check("input[name=accept]")
     reader.click("main button[type=submit]")
     reader.click("text=Begin")
+    expect(reader.locator("#display-check")).to_be_visible()  # once per session, before the first image
+    reader.screenshot(path=str(screenshots / "display_check.png"))
+    reader.click("#display-check button:has-text('I see both squares')")
     calls = {}
     for index in range(1, 3):
         expect(reader.locator("#phase-label")).to_have_text(f"Practice {index} of 2")

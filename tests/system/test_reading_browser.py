@@ -1,70 +1,31 @@
 """The reading flow in a real browser (Playwright driving Debian's Chromium) against Django's live
-server: invitation → password → consent → training with feedback → 50 images by keyboard →
-thank-you; an image left alone is hidden at the limit and recorded expired; a closed tab resumes
-at the next trial; an admin's dry run records nothing."""
+server: invitation → password → consent → the display check → training with feedback → 50 images
+by keyboard → thank-you; an image left alone is hidden at the limit and recorded expired; a closed
+tab resumes at the next trial; an admin's dry run records nothing."""
 
 import time
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from generator.models import BankImage
-from readerstudy.reading.models import Reader, ReadingSession, Study, Trial
-from readerstudy.reading.pools import study_set_pools
+from readerstudy.reading.models import Reader, ReadingSession, Trial
 from readerstudy.reading.readers import invitation_url, reader_add
-from readerstudy.reading.sessions import study_open
-from tests.factories import REAL, SYNTHETIC, UserFactory, bank_images
+from tests.factories import UserFactory
+from tests.system.reading_pages import (
+    PASSWORD,
+    answer_display_check,
+    log_in,
+    open_study,
+    start_reading,
+    wait_for_image,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PASSWORD = "a-long-reader-passphrase-42"
-
-
-def _study(*, name: str, per_session: int, training: int, time_limit_s: float | None, **options) -> Study:
-    synthetic = per_session // 2
-    study = Study.objects.create(
-        name=name,
-        images_per_session=per_session,
-        synthetic_min=synthetic - 2 if per_session >= 10 else synthetic,
-        synthetic_max=synthetic + 2 if per_session >= 10 else synthetic,
-        training_images=training,
-        time_limit_s=time_limit_s,
-        **options,
-    )
-    study_set_pools(
-        study=study,
-        main_pool=bank_images(per_session, REAL, size=64) + bank_images(per_session, SYNTHETIC, size=64),
-        training_pool=bank_images(max(1, training // 2), REAL, size=64)
-        + bank_images(max(1, training // 2), SYNTHETIC, size=64),
-    )
-    return study_open(study=study)
-
-
-def _log_in(page: Page, base_url: str, username: str, password: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("main button[type=submit]")
-
-
-def _start_reading(page: Page, base_url: str, study: Study):
-    """A new reader of the study, logged in, on the reading page; returns the user."""
-    user = UserFactory(role="readers", password=PASSWORD)
-    Reader.objects.create(user=user, study=study)
-    _log_in(page, base_url, user.username, PASSWORD)
-    page.goto(f"{base_url}/reading/{study.pk}/read")
-    return user
-
-
-def _wait_for_image(page: Page, label: str | None = None) -> None:
-    """Wait until the trial (``label``, e.g. "Image 3 of 50") has its image on screen."""
-    if label:
-        expect(page.locator("#phase-label")).to_have_text(label)
-    expect(page.locator("#trial-image")).to_be_visible()
-
 
 def test_a_reader_goes_from_invitation_to_thank_you_by_keyboard(page, live_server):
-    study = _study(
+    study = open_study(
         name="Browser study",
         per_session=50,
         training=10,
@@ -86,9 +47,14 @@ def test_a_reader_goes_from_invitation_to_thank_you_by_keyboard(page, live_serve
     expect(page.locator("h1")).to_have_text("Browser study")
     page.click("text=Begin")
 
+    # The display check, by keyboard: its first answer has the focus.
+    expect(page.locator("#display-check")).to_be_visible()
+    expect(page.locator("#display-check button[data-answer=both_seen]")).to_be_focused()
+    page.keyboard.press("Enter")
+
     feedback_seen = 0
     for index in range(1, 11):
-        _wait_for_image(page, f"Practice {index} of 10")
+        wait_for_image(page, f"Practice {index} of 10")
         page.keyboard.press("r" if index % 2 else "s")
         panel = page.locator("#panel-text")
         expect(panel).to_contain_text("this image is")
@@ -96,7 +62,7 @@ def test_a_reader_goes_from_invitation_to_thank_you_by_keyboard(page, live_serve
         page.keyboard.press("Space")
 
     for index in range(1, 51):
-        _wait_for_image(page, f"Image {index} of 50")
+        wait_for_image(page, f"Image {index} of 50")
         if index == 25:
             assert page.locator("#panel").is_hidden()  # no feedback in the main phase
         page.keyboard.press("s" if index % 3 else "r")
@@ -111,18 +77,18 @@ def test_a_reader_goes_from_invitation_to_thank_you_by_keyboard(page, live_serve
 
 
 def test_an_image_left_alone_is_hidden_at_the_limit_and_recorded_expired(page, live_server):
-    study = _study(name="Expiry", per_session=3, training=0, time_limit_s=2.0)
-    user = _start_reading(page, live_server.url, study)
+    study = open_study(name="Expiry", per_session=3, training=0, time_limit_s=2.0)
+    user = start_reading(page, live_server.url, study)
 
-    _wait_for_image(page, "Image 1 of 3")
+    wait_for_image(page, "Image 1 of 3")
     page.keyboard.press("r")
-    _wait_for_image(page, "Image 2 of 3")
+    wait_for_image(page, "Image 2 of 3")
     shown = time.monotonic()
     expect(page.locator("#panel-text")).to_have_text("Time is up: this image counts as unanswered.", timeout=5000)
     hidden_after = time.monotonic() - shown
     expect(page.locator("#trial-image")).to_be_hidden()
     assert 1.5 < hidden_after < 3.5
-    _wait_for_image(page, "Image 3 of 3")  # moved on by itself
+    wait_for_image(page, "Image 3 of 3")  # moved on by itself
     page.keyboard.press("s")
     expect(page.locator("h1")).to_have_text("Thank you")
     outcomes = list(Trial.objects.filter(session__reader__user=user).values_list("call", "expired"))
@@ -130,50 +96,51 @@ def test_an_image_left_alone_is_hidden_at_the_limit_and_recorded_expired(page, l
 
 
 def test_a_closed_tab_resumes_at_the_next_trial(browser, live_server):
-    study = _study(name="Resume", per_session=4, training=0, time_limit_s=2.0)
+    study = open_study(name="Resume", per_session=4, training=0, time_limit_s=2.0)
     context = browser.new_context()
     page = context.new_page()
-    user = _start_reading(page, live_server.url, study)
-    _wait_for_image(page, "Image 1 of 4")
+    user = start_reading(page, live_server.url, study)
+    wait_for_image(page, "Image 1 of 4")
     page.keyboard.press("r")
-    _wait_for_image(page, "Image 2 of 4")
+    wait_for_image(page, "Image 2 of 4")
     page.close()  # the tab closes while image 2 is on screen; its clock runs on
 
     time.sleep(3.5)
     page = context.new_page()
     page.goto(f"{live_server.url}/reading/{study.pk}/read")
-    _wait_for_image(page, "Image 3 of 4")
+    wait_for_image(page, "Image 3 of 4")  # no display check again: once per session
     context.close()
     second = Trial.objects.get(session__reader__user=user, position=1)
     assert second.expired and second.call == ""
 
 
 def test_a_reload_keeps_the_clock_running(page, live_server):
-    study = _study(name="Reload", per_session=2, training=0, time_limit_s=6.0)
-    _start_reading(page, live_server.url, study)
-    _wait_for_image(page, "Image 1 of 2")
+    study = open_study(name="Reload", per_session=2, training=0, time_limit_s=6.0)
+    start_reading(page, live_server.url, study)
+    wait_for_image(page, "Image 1 of 2")
     time.sleep(2.5)
     page.reload()
-    _wait_for_image(page, "Image 1 of 2")  # the same trial, not a fresh one
+    wait_for_image(page, "Image 1 of 2")  # the same trial, not a fresh one
     left = float(page.locator("#countdown").inner_text().split()[0])
     assert left < 4.5  # the countdown goes on from where it was, it did not restart at 6
 
 
 def test_an_admins_dry_run_records_nothing(page, live_server):
-    study = _study(name="Dry", per_session=4, training=2, time_limit_s=10.0, consent_text="Consent here.")
+    study = open_study(name="Dry", per_session=4, training=2, time_limit_s=10.0, consent_text="Consent here.")
     admin = UserFactory(role="admins", password=PASSWORD)
-    _log_in(page, live_server.url, admin.username, PASSWORD)
+    log_in(page, live_server.url, admin.username, PASSWORD)
     page.goto(f"{live_server.url}/reading/{study.pk}/dry-run/")
     expect(page.locator("body")).to_contain_text("Consent here.")
     page.click("text=Start the dry run")
     expect(page.locator(".dry-run-banner")).to_be_visible()
+    answer_display_check(page)
     for index in range(1, 3):
-        _wait_for_image(page, f"Practice {index} of 2")
+        wait_for_image(page, f"Practice {index} of 2")
         page.keyboard.press("r")
         expect(page.locator("#panel-text")).to_contain_text("this image is")  # training feedback, as readers get
         page.keyboard.press("Space")
     for index in range(1, 5):
-        _wait_for_image(page, f"Image {index} of 4")
+        wait_for_image(page, f"Image {index} of 4")
         page.keyboard.press("s")
     expect(page.locator("h1")).to_have_text("Dry run finished")
     assert not Reader.objects.exists() and not ReadingSession.objects.exists() and not Trial.objects.exists()
@@ -181,9 +148,11 @@ def test_an_admins_dry_run_records_nothing(page, live_server):
 
 
 def test_confidence_is_asked_before_a_call_and_a_reason_is_kept(page, live_server):
-    study = _study(name="Confident", per_session=2, training=0, time_limit_s=None, ask_confidence=True, ask_reason=True)
-    user = _start_reading(page, live_server.url, study)
-    _wait_for_image(page, "Image 1 of 2")
+    study = open_study(
+        name="Confident", per_session=2, training=0, time_limit_s=None, ask_confidence=True, ask_reason=True
+    )
+    user = start_reading(page, live_server.url, study)
+    wait_for_image(page, "Image 1 of 2")
     assert page.locator("#countdown").inner_text() == ""  # no limit, no countdown
     page.keyboard.press("s")
     expect(page.locator("#message")).to_have_text("Choose your confidence (1–5) first.")
@@ -191,7 +160,7 @@ def test_confidence_is_asked_before_a_call_and_a_reason_is_kept(page, live_serve
     page.fill("#reason", "grid-like texture")  # typing R or S in the reason box is not a call
     page.locator("#trial-image").click()  # leave the text box, as a reader would
     page.keyboard.press("s")
-    _wait_for_image(page, "Image 2 of 2")
+    wait_for_image(page, "Image 2 of 2")
     page.click("button.call.real")
     expect(page.locator("#message")).to_have_text("Choose your confidence (1–5) first.")
     page.click("input[name=confidence][value='1']")
