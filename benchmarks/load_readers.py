@@ -55,6 +55,10 @@ STATIC_VAR_DIR = ROOT / "var" / "bench_load"
 BANK_PER_CLASS = 65  # 5 of each for the training pool, the rest the main pool
 IMAGE_SIZE = 256  # the paper's matrix: 65 kB per image on the wire
 NAMES = ("reading page", "state", "image", "call")
+VIEWING = {  # what a reader's page reports with the display check (#23)
+    "screen_width_px": 1920, "screen_height_px": 1080, "window_width_px": 1280, "window_height_px": 900,
+    "device_pixel_ratio": 1.0, "display_check": "both_seen",
+}  # fmt: skip
 # The ceiling: the cheapest signed-in request alone, from this many clients without pause (two per
 # gunicorn process keep every process busy), for CEILING_S after CAPACITY_SETTLE_S.
 CEILING_CLIENTS_PER_WORKER = 2
@@ -230,7 +234,7 @@ def _in_process_costs(study, identities: list[dict]) -> dict:
             timed("me (baseline)", client.get, "/api/v1/me/")
             state = timed("state", client.get, f"/api/v1/me/session?study={study.pk}").json()
             timed("image", client.get, state["image_url"])
-            body = {"token": state["token"], "call": "real"}
+            body = {"token": state["token"], "call": "real", "scale_factor": 2, "full_screen": False}
             timed("call", client.post, calls_url, body, content_type="application/json")
     medians = {name: statistics.median(samples[5:]) for name, samples in times.items()}
     baseline = medians["me (baseline)"]
@@ -594,6 +598,17 @@ def _locust(plan: dict) -> dict:  # noqa: C901  (the simulated reader, step by s
             self.headers = {"Cookie": f"{cookie}; csrftoken={csrf}", "Accept": "application/json"}
             self.call_headers = {**self.headers, "X-CSRFToken": csrf}
             self.next_state = None
+            # The display check before the first image: its pattern, then the answer and the screen.
+            self.client.get("/reading/display-check.png", name="display check", headers=self.headers)
+            note_failure(
+                "display check",
+                self.client.post(
+                    f"/api/v1/me/viewing?study={study_id}",
+                    name="display check",
+                    json=VIEWING,
+                    headers=self.call_headers,
+                ),
+            )
 
         @task
         def trial(self) -> None:
@@ -618,7 +633,7 @@ def _locust(plan: dict) -> dict:  # noqa: C901  (the simulated reader, step by s
             response = self.client.post(
                 f"/api/v1/me/calls?study={study_id}",
                 name="call",
-                json={"token": state["token"], "call": call},
+                json={"token": state["token"], "call": call, "scale_factor": 2, "full_screen": False},
                 headers=self.call_headers,
             )
             note_failure("call", response)

@@ -113,7 +113,8 @@ def test_the_demo_serves_a_study_a_reader_reads_and_the_researcher_exports(demo,
     assert "demo-simulated (simulated)" in rows
     observer = rows["machine observer"]  # held out by subject: six pseudo-subjects make that possible
     assert int(observer["tp"]) + int(observer["fn"]) >= 1 and int(observer["fp"]) + int(observer["tn"]) >= 1
-    expect(researcher.locator("table")).to_contain_text("machine observer")
+    expect(researcher.locator("table.results").first).to_contain_text("machine observer")
+    expect(researcher.locator("table.viewing")).to_contain_text("demo-reader")  # its viewing conditions
     researcher.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     researcher.screenshot(path=str(screenshots / "results.png"), full_page=True)
 

@@ -6,6 +6,7 @@ session with visible focus, the countdown spoken at 5 s and 1 s only, and an axe
 import base64
 import io
 import math
+import time
 
 import numpy as np
 import pytest
@@ -214,7 +215,7 @@ def test_a_keyboard_only_session_completes_with_visible_focus(page, live_server)
     assert Trial.objects.filter(session__reader__user=user).exclude(call="").count() == 4
 
 
-def test_the_countdown_is_spoken_at_five_seconds_and_one_only(page, live_server):
+def test_the_countdown_is_spoken_at_five_seconds_and_one_only_and_runs_on_out_of_full_screen(page, live_server):
     study = open_study(name="Spoken", per_session=1, training=0, time_limit_s=6.0)
     start_reading(page, live_server.url, study)
     page.evaluate(
@@ -226,8 +227,14 @@ def test_the_countdown_is_spoken_at_five_seconds_and_one_only(page, live_server)
         }"""
     )
     wait_for_image(page, "Image 1 of 1")
+    shown = time.monotonic()
     assert page.locator("#countdown").get_attribute("aria-hidden") == "true"  # the tenths are not read out
+    page.keyboard.press("f")  # into full screen and out again mid-trial: the clock runs on
+    page.wait_for_function("document.fullscreenElement !== null")
+    page.keyboard.press("f")
+    page.wait_for_function("document.fullscreenElement === null")
     expect(page.locator("#panel-text")).to_have_text("Time is up: this image counts as unanswered.", timeout=10_000)
+    assert 5.0 < time.monotonic() - shown < 8.0  # the study's 6 s, not restarted by the change of screen
     assert page.evaluate("window.spoken") == ["5 seconds left", "1 second left"]
 
 
