@@ -111,10 +111,13 @@
   // Full screen takes the whole reading area (black surround); leaving it, by button, F or Esc,
   // changes nothing else: the trial's clock is the server's and runs on.
   function toggleFullScreen() {
+    const readingArea = document.querySelector("main");
     if (isFullScreen()) {
       document.exitFullscreen();
-    } else if (document.documentElement.requestFullscreen) {
-      document.querySelector("main").requestFullscreen().catch(() => setMessage("Full screen is not available here."));
+    } else if (readingArea.requestFullscreen) {
+      readingArea.requestFullscreen().catch(() => setMessage("Full screen is not available here."));
+    } else {
+      setMessage("This browser has no full screen; its own (F11) does as well.");
     }
   }
   document.addEventListener("fullscreenchange", () => {
