@@ -25,6 +25,7 @@ from readerstudy.reading.pools import study_set_pools
 from readerstudy.reading.sessions import study_open
 from tests.factories import UserFactory
 from tests.support import free_port, wait_for
+from tests.system.reading_pages import answer_display_check
 
 BANNER = b"The job broker is down: new jobs wait and are sent when it is back; reading is not affected."
 
@@ -307,6 +308,7 @@ def test_a_call_whose_database_connection_drops_is_recorded_exactly_once(page, l
         [{"name": "sessionid", "value": browser_session.cookies["sessionid"].value, "url": live_server.url}]
     )
     page.goto(f"{live_server.url}/reading/{study.pk}/read")
+    answer_display_check(page)
 
     def call_by_key(label: str, key: str) -> None:
         expect(page.locator("#phase-label")).to_have_text(label)
