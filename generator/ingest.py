@@ -80,7 +80,10 @@ def volume_ingest_one(
         if existing is not None:
             return IngestResult(source_name, "duplicate", f"The same file is already stored as {existing}.", existing)
         loaded = load_volume(
-            path, max_bytes=max_bytes or settings.VOLUME_MAX_UPLOAD_BYTES, patient_secret=subject_hash_key()
+            path,
+            max_bytes=max_bytes or settings.VOLUME_MAX_UPLOAD_BYTES,
+            max_voxels=settings.VOLUME_MAX_VOXELS,
+            patient_secret=subject_hash_key(),
         )
     except VolumeError as error:
         return IngestResult(source_name, "error", _as_uploaded(str(error), path, source_name))

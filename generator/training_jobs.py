@@ -14,6 +14,7 @@ from django.db import transaction
 from generator.ml.dcgan import BUDGET_FIELDS, PRESETS, TrainingConfig, preset_config
 from readerstudy.core.errors import ApplicationError
 from readerstudy.core.jobs import JobCancelled, JobHandle, job_enqueue, job_log
+from readerstudy.core.storage import storage_files
 
 from .models import Dataset, TrainingJob, Volume
 from .volumes import volume_slice_source
@@ -63,23 +64,12 @@ def training_job_create(
 # --- Checkpoints through Django's storage -----------------------------------------------------
 
 
-def _storage_files(prefix: str) -> list[str]:
-    """Every file name below ``prefix`` in the default storage."""
-    if not default_storage.exists(prefix):
-        return []
-    folders, files = default_storage.listdir(prefix)
-    names = [f"{prefix}/{name}" for name in files]
-    for folder in folders:
-        names += _storage_files(f"{prefix}/{folder}")
-    return names
-
-
 def checkpoints_download(*, job: TrainingJob, local_dir: Path) -> int:
     """Lay the job's stored run folder out locally (a fresh copy); returns the files copied."""
     shutil.rmtree(local_dir, ignore_errors=True)
     local_dir.mkdir(parents=True)
     prefix = f"{job.storage_prefix}/run"
-    names = _storage_files(prefix)
+    names = storage_files(prefix)
     for name in names:
         target = local_dir / name[len(prefix) + 1 :]
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +132,7 @@ class CheckpointUploader:
 
 def training_pictures(*, job: TrainingJob) -> dict[str, str]:
     """Storage names of the latest sample grid and the loss plot, where they exist yet."""
-    names = _storage_files(f"{job.storage_prefix}/run/samples")
+    names = storage_files(f"{job.storage_prefix}/run/samples")
     samples = sorted(name for name in names if Path(name).name.startswith("samples-"))
     pictures = {}
     if samples:

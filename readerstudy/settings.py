@@ -139,9 +139,16 @@ AWS_ACCESS_KEY_ID = env("AWS_ACCESS_KEY_ID", default=None)
 AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY", default=None)
 AWS_DEFAULT_ACL = None
 AWS_QUERYSTRING_AUTH = True
+# Each web process keeps the bank images it has served (their bytes never change), so a reader's
+# timed image does not wait for S3 again: at 256² an image is 65 kB, 64 MiB hold about a thousand.
+READER_IMAGE_CACHE_MB = env.int("READER_IMAGE_CACHE_MB", default=64)
 
 # Largest volume upload accepted (a single file, a DICOM folder or a zip of one), in bytes.
 VOLUME_MAX_UPLOAD_BYTES = env.int("VOLUME_MAX_UPLOAD_BYTES", default=1024**3)
+# Largest volume decoded, in voxels, checked from the headers before any pixel is decoded (a
+# compressed or DICOM upload can decode to far more than its bytes): 100 M voxels are 400 MB as
+# float32; a 1 mm T1-weighted head is about 11 M (256 × 256 × 176).
+VOLUME_MAX_VOXELS = env.int("VOLUME_MAX_VOXELS", default=100_000_000)
 
 # The key of the HMAC that links DICOM series of one patient to one subject without storing the
 # patient ID (generator.subjects). Not SECRET_KEY: rotating that must not split every subject.

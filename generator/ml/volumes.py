@@ -72,10 +72,14 @@ class LoadedVolume:
         return tuple(int(n) for n in self.data.shape)
 
 
-def load_volume(path: Path, *, max_bytes: int | None = None, patient_secret: bytes | None = None) -> LoadedVolume:
+def load_volume(
+    path: Path, *, max_bytes: int | None = None, max_voxels: int | None = None, patient_secret: bytes | None = None
+) -> LoadedVolume:
     """Read and check one upload; raise VolumeError with an actionable message if it is unusable.
 
-    With ``patient_secret``, a DICOM series also yields its patient's keyed hash (``patient_key``)."""
+    ``max_voxels`` is checked from the headers (NIfTI's shape; DICOM rows × columns × frames ×
+    files), before any pixel is decoded. With ``patient_secret``, a DICOM series also yields its
+    patient's keyed hash (``patient_key``)."""
     path = Path(path)
     patient = _NO_PATIENT
     label = path.name
@@ -84,15 +88,15 @@ def load_volume(path: Path, *, max_bytes: int | None = None, patient_secret: byt
     _check_upload_size(path, label, max_bytes)
     name = path.name.lower()
     if path.is_dir():
-        data, affine, patient = _read_dicom_folder(path, label)
+        data, affine, patient = _read_dicom_folder(path, label, max_voxels)
         source_format = "dicom"
     elif name.endswith(".zip"):
         with tempfile.TemporaryDirectory(prefix="synthread-upload-") as unpacked:
             _extract_zip_safely(path, Path(unpacked), label)
-            data, affine, patient = _read_dicom_folder(Path(unpacked), label)
+            data, affine, patient = _read_dicom_folder(Path(unpacked), label, max_voxels)
         source_format = "dicom"
     elif name.endswith((".nii", ".nii.gz")):
-        data, affine = _read_nifti(path, label)
+        data, affine = _read_nifti(path, label, max_voxels)
         source_format = "nifti"
     elif name.endswith((".dcm", ".ima")):
         raise VolumeError(
@@ -234,7 +238,15 @@ def _hash_file_into(digest: hashlib._Hash, path: Path) -> None:
 # --- NIfTI -------------------------------------------------------------------------------------
 
 
-def _read_nifti(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_voxel_count(voxels: int, label: str, max_voxels: int | None, shape: str) -> None:
+    if max_voxels is not None and voxels > max_voxels:
+        raise VolumeError(
+            f"{label} holds {voxels:,} voxels ({shape}), over the limit of {max_voxels:,} (VOLUME_MAX_VOXELS). "
+            "A T1-weighted brain volume needs far fewer: upload one 3D series, or resample it first."
+        )
+
+
+def _read_nifti(path: Path, label: str, max_voxels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     if path.name.lower().endswith(".gz"):
         with open(path, "rb") as stream:
             if stream.read(2) != b"\x1f\x8b":
@@ -247,7 +259,8 @@ def _read_nifti(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
             raise nib.filebasedimages.ImageFileError(type(image).__name__)
         # The shape is checked from the header before a possibly huge 4D data block is read.
-        _three_dimensional_shape(image.shape, label)
+        shape = _three_dimensional_shape(image.shape, label)
+        _check_voxel_count(int(np.prod(shape)), label, max_voxels, "×".join(str(n) for n in shape))
         # nibabel quietly replaces a zero voxel size by 1 mm; without an sform (the only geometry
         # not built from the voxel size) that would invent a geometry, so read the header as written.
         if int(image.header["sform_code"]) == 0:
@@ -309,7 +322,9 @@ def _read_dicom_slice(path: Path) -> _DicomSlice | None:
         return None
 
 
-def _read_dicom_folder(folder: Path, label: str) -> tuple[np.ndarray, np.ndarray, tuple[str, str]]:
+def _read_dicom_folder(
+    folder: Path, label: str, max_voxels: int | None = None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, str]]:
     files = sorted(file for file in folder.rglob("*") if file.is_file())
     slices = [found for file in files if (found := _read_dicom_slice(file)) is not None]
     if not slices:
@@ -331,6 +346,10 @@ def _read_dicom_folder(folder: Path, label: str) -> tuple[np.ndarray, np.ndarray
             "only the T1-weighted one."
         )
     ordered = _ordered_single_volume(slices, label)
+    rows, columns = ordered[0].rows_columns
+    frames = max(found.frames for found in ordered)
+    described = f"{rows}×{columns} × {frames} frame(s) × {len(ordered)} files"
+    _check_voxel_count(rows * columns * frames * len(ordered), label, max_voxels, described)
     patients = {found.patient for found in ordered}
     if len(patients) > 1:
         raise VolumeError(f"{label}: the slices of this series name {len(patients)} different patients.")

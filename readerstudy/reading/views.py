@@ -14,6 +14,7 @@ from generator.models import BankImage
 from readerstudy.core.roles import Role, role_required, user_has_role
 
 from .dry_run import dry_run_serve, dry_run_start
+from .images import bank_image_bytes
 from .models import Reader, Study
 from .quiz import QuizError, quiz_images, quiz_new, quiz_score
 from .readers import consent_accept, consent_needed, reader_main_score, reader_progress
@@ -82,8 +83,7 @@ def _reader_or_404(request: HttpRequest, study_id: int) -> Reader:
 def _image_response(image: BankImage) -> HttpResponse:
     """Every image a reader sees leaves through here: the same headers for both classes, no
     ETag, no Last-Modified, never cached; the token in the URL is the only name it has."""
-    with image.file.open("rb") as stored:
-        response = HttpResponse(stored.read(), content_type="image/png")
+    response = HttpResponse(bank_image_bytes(image), content_type="image/png")
     response["Cache-Control"] = "no-store"
     return response
 

@@ -122,6 +122,7 @@
   }
   document.addEventListener("fullscreenchange", () => {
     fullScreenButton.setAttribute("aria-pressed", String(isFullScreen()));
+    fullScreenButton.lastChild.textContent = isFullScreen() ? " Leave full screen" : " Full screen";
     rescale();
   });
   fullScreenButton.addEventListener("click", toggleFullScreen);

@@ -339,3 +339,22 @@ def test_writing_a_dicom_series_keeps_the_process_locale(tmp_path):
     before = locale.setlocale(locale.LC_ALL)
     write_dicom_series(tmp_path / "series", np.zeros((8, 8, 3), np.int16))
     assert locale.setlocale(locale.LC_ALL) == before
+
+
+def test_a_volume_over_the_voxel_limit_is_refused_from_its_headers_before_any_pixel_is_decoded(tmp_path, monkeypatch):
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    series = write_dicom_series(tmp_path / "series", marked_series())  # 40 × 50 × 30 voxels
+    nifti = save_nifti(tmp_path / "big.nii.gz", brain_like((60, 60, 60)))
+    monkeypatch.setattr(volumes.sitk, "ImageSeriesReader", no_decoding)
+    monkeypatch.setattr(nib.Nifti1Image, "get_fdata", no_decoding)
+    dicom_refusal = r"60,000 voxels \(50×40 × 1 frame\(s\) × 30 files\), over the limit of 50,000"
+    with pytest.raises(VolumeError, match=dicom_refusal):
+        load_volume(series, max_voxels=50_000)
+    nifti_refusal = r"216,000 voxels \(60×60×60\), over the limit of 200,000 \(VOLUME_MAX_VOXELS\)"
+    with pytest.raises(VolumeError, match=nifti_refusal):
+        load_volume(nifti, max_voxels=200_000)
+    monkeypatch.undo()
+    assert load_volume(series, max_voxels=60_000).shape == (40, 50, 30)  # at the limit: read as before
+    assert load_volume(nifti, max_voxels=216_000).shape == (60, 60, 60)

@@ -2,13 +2,16 @@
 database and Redis. Only tests under tests/system can ask for them."""
 
 import os
+import secrets
 import sys
+import urllib.request
+from pathlib import Path
 
 import pytest
 import redis
 
 from readerstudy.core.models import WorkerHeartbeat
-from tests.support import FAST_LEASES, REPO, Process, database_url, wait_for
+from tests.support import FAST_LEASES, REPO, Process, database_url, free_port, wait_for
 
 
 @pytest.fixture
@@ -49,11 +52,14 @@ def start_process(tmp_path):
 
 @pytest.fixture
 def start_worker(start_process, service_env):
-    """Start `bin/worker KIND` (the command docker-compose runs) and wait until it beats."""
+    """Start `bin/worker KIND` (the command docker-compose runs) and wait until it beats;
+    ``env`` adds to or overrides the service environment (another machine's folders, say)."""
 
-    def start(kind: str = "gpu") -> Process:
+    def start(kind: str = "gpu", env: dict | None = None) -> Process:
         worker = start_process(
-            [REPO / "bin" / "worker", kind, "--loglevel", "INFO"], env=service_env, name=f"worker-{kind}"
+            [REPO / "bin" / "worker", kind, "--loglevel", "INFO"],
+            env=service_env | (env or {}),
+            name=f"worker-{kind}",
         )
 
         def beating() -> bool:
@@ -98,3 +104,60 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+# Object storage: moto's standalone server, a real S3 API on loopback (PyPI moto[server]).
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_S3_REGION_NAME": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """The S3 API's URL; one server for the whole test session."""
+    port = free_port()
+    server = Process(
+        [Path(sys.executable).parent / "moto_server", "-H", "127.0.0.1", "-p", port],
+        env=dict(os.environ),
+        log_path=tmp_path_factory.mktemp("s3") / "moto.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def answering() -> bool:
+        if server.popen.poll() is not None:
+            pytest.fail(f"moto_server exited:\n{server.log_tail()}")
+        try:
+            return urllib.request.urlopen(url, timeout=2).status == 200
+        except OSError:
+            return False
+
+    wait_for(answering, timeout=60, what="moto's S3 server")
+    yield url
+    server.kill()
+
+
+@pytest.fixture
+def s3_storage(s3_server, settings, service_env) -> dict:
+    """This test's media in a fresh bucket of the S3 server, for this process (Django's STORAGES)
+    and for the processes it starts (their environment, as production sets it). Returns that
+    environment."""
+    import boto3
+
+    bucket = f"synthread-{secrets.token_hex(6)}"
+    boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=S3_CREDENTIALS["AWS_S3_REGION_NAME"],
+    ).create_bucket(Bucket=bucket)
+    env = {
+        "STORAGE_BACKEND": "storages.backends.s3.S3Storage",
+        "AWS_STORAGE_BUCKET_NAME": bucket,
+        "AWS_S3_ENDPOINT_URL": s3_server,
+        **S3_CREDENTIALS,
+    }
+    for name, value in env.items():
+        if name.startswith("AWS_"):
+            setattr(settings, name, value)
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": env["STORAGE_BACKEND"]}}  # resets default_storage
+    service_env.update(env)
+    return env

@@ -3,6 +3,7 @@ checkpoint through storage, survive a killed worker, stop on cancel; admins only
 
 import signal
 import zipfile
+from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
@@ -11,6 +12,7 @@ from django.utils import timezone
 from generator.models import TrainingJob
 from generator.training_jobs import training_job_create
 from readerstudy.core.jobs import JobState
+from readerstudy.core.storage import storage_files
 from tests.factories import UserFactory, aligned_template_volume
 from tests.support import FAST_LEASES, wait_for
 
@@ -47,7 +49,11 @@ def test_a_worker_trains_checkpoints_and_exports_a_generator(training_env, start
 
 @pytest.mark.services
 @pytest.mark.timeout(600)  # two trainings back to back: slow when other work shares the cores
-def test_a_killed_worker_s_training_resumes_from_its_checkpoint(training_env, start_worker, tmp_path, settings):
+def test_a_killed_worker_s_training_resumes_from_its_checkpoint_on_another_machine_through_s3(
+    training_env, s3_storage, start_worker, tmp_path, settings
+):
+    """Checkpoints go to S3 (moto's server), and the job resumes on a worker with folders of its
+    own, as on another machine: from the stored checkpoint's step, not from 0."""
     volume = aligned_template_volume(tmp_path)
     first = start_worker("gpu")
     # Enough steps that the job is still running at its first stored checkpoint (2 s) even on a
@@ -62,13 +68,16 @@ def test_a_killed_worker_s_training_resumes_from_its_checkpoint(training_env, st
         timeout=FAST_LEASES["JOB_LEASE_TTL_S"] + 5,
         what="the dead worker's lease to lapse",
     )
-    start_worker("gpu")  # its start-up check re-queues the job; it resumes, not restarts
+    assert storage_files(f"{job.storage_prefix}/run")  # the checkpoint lies in the bucket
+    other_machine = {"SYNTHREAD_VAR_DIR": str(tmp_path / "other-machine"), "MEDIA_ROOT": str(tmp_path / "unused")}
+    start_worker("gpu", env=other_machine)  # its start-up check re-queues the job; it resumes, not restarts
     wait_for(lambda: job_now(job).is_finished, timeout=300, what="the resumed job to finish")
     assert job.state == JobState.SUCCEEDED, job.error + job.log
     assert job.attempts == 2
     resumed_at = int(job.log.split("resuming from the stored checkpoint at step ")[1].split()[0])
     assert resumed_at >= stored_step > 0
     assert job.progress["step"] == 150
+    assert not list(Path(settings.MEDIA_ROOT).rglob("ckpt-*"))  # nothing of the run on local media
 
 
 @pytest.mark.services

@@ -1,0 +1,30 @@
+"""Media through Django's storage API, the same on local disk and on S3/MinIO.
+
+S3 has no folders: ``exists("runs/7")`` of a prefix asks for an object of that name and answers
+False though thousands of files lie below it. So a folder's files are found by listing the prefix,
+which both backends answer (the file system raises for a missing folder, S3 lists nothing).
+"""
+
+from django.core.files.storage import Storage, default_storage
+
+
+def storage_files(prefix: str, storage: Storage | None = None) -> list[str]:
+    """Every file name below ``prefix`` (no trailing slash), in any depth; [] if there is none."""
+    storage = storage or default_storage
+    try:
+        folders, files = storage.listdir(prefix)
+    except FileNotFoundError:  # the file system's answer for a folder never written
+        return []
+    names = [f"{prefix}/{name}" for name in files]
+    for folder in folders:
+        names += storage_files(f"{prefix}/{folder}", storage)
+    return names
+
+
+def storage_delete_prefix(prefix: str, storage: Storage | None = None) -> int:
+    """Delete every file below ``prefix``; returns how many."""
+    storage = storage or default_storage
+    names = storage_files(prefix, storage)
+    for name in names:
+        storage.delete(name)
+    return len(names)
