@@ -2,7 +2,7 @@
 
 from django.contrib import admin, messages
 from django.db.models import Count, Q
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -13,7 +13,7 @@ from readerstudy.core.errors import ApplicationError
 from .bank import bank_image_exclude
 from .bank_fill import bank_fill_create
 from .forms import VolumeUploadForm
-from .ingest import dataset_get_or_create, uploads_ingest
+from .ingest import dataset_get_or_create
 from .models import (
     AlignmentJob,
     BankFillJob,
@@ -22,10 +22,12 @@ from .models import (
     Subject,
     SubjectMerge,
     TrainingJob,
+    UploadJob,
     Volume,
     VolumeCorrection,
 )
 from .subjects import subject_merge
+from .uploads import upload_job_create
 from .volumes import CORRECTION_FIELDS, alignment_job_create, volume_correct
 
 
@@ -213,7 +215,10 @@ class VolumeAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         upload = path("upload/", self.admin_site.admin_view(self.upload_view), name="generator_volume_upload")
-        return [upload, *super().get_urls()]
+        upload_job = path(
+            "upload/<int:job_id>/", self.admin_site.admin_view(self.upload_job_view), name="generator_volume_upload_job"
+        )
+        return [upload, upload_job, *super().get_urls()]
 
     @admin.display(description="preview")
     def thumbnail(self, volume: Volume) -> str:
@@ -258,29 +263,45 @@ class VolumeAdmin(admin.ModelAdmin):
         self.message_user(request, f"Queued alignment of {queryset.count()} volume(s).")
 
     def upload_view(self, request):
+        """The files are stored at once and ingested on a worker: on to the upload's own page."""
         form = VolumeUploadForm(request.POST or None, request.FILES or None)
-        results = []
         if request.method == "POST" and form.is_valid():
             dataset = dataset_get_or_create(
                 name=form.cleaned_data["dataset_name"], fov_mm=form.cleaned_data["fov_mm"] or None
             )
-            results = uploads_ingest(
-                dataset=dataset, uploads=form.cleaned_data["files"], subject_label=form.cleaned_data["subject"]
+            job = upload_job_create(
+                dataset=dataset,
+                uploads=form.cleaned_data["files"],
+                subject_label=form.cleaned_data["subject"],
+                user=request.user,
             )
-            stored = sum(r.outcome == "stored" for r in results)
-            if stored and all(r.ok for r in results):
-                self.message_user(
-                    request, f"Stored {stored} volume(s) in {dataset}; alignment queued.", messages.SUCCESS
-                )
-                return redirect(reverse("admin:generator_volume_changelist") + f"?dataset__id__exact={dataset.pk}")
+            return redirect("admin:generator_volume_upload_job", job_id=job.pk)
+        return self._upload_page(request, form=form, job=None)
+
+    def upload_job_view(self, request, job_id: int):
+        """An upload's progress (the page reloads itself until the job ends), then its verdicts."""
+        job = get_object_or_404(UploadJob, pk=job_id)
+        return self._upload_page(request, form=VolumeUploadForm(), job=job)
+
+    def _upload_page(self, request, *, form, job: UploadJob | None):
         context = {
             **self.admin_site.each_context(request),
             "form": form,
-            "results": results,
+            "job": job,
             "title": "Upload volumes",
             "opts": self.model._meta,
         }
         return render(request, "admin/generator/volume/upload.html", context)
+
+
+@admin.register(UploadJob)
+class UploadJobAdmin(LeasedJobAdmin):
+    list_display = ("pk", "dataset", "state", "progress_display", "attempts", "created_at", "error")
+    list_filter = ("state",)
+    readonly_fields = [field.name for field in UploadJob._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(AlignmentJob)

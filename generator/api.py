@@ -11,22 +11,22 @@ from readerstudy.core.jobs import job_cancel
 from readerstudy.core.roles import IsAdmin
 
 from .bank_fill import bank_fill_create
-from .ingest import uploads_ingest
-from .models import BankFillJob, Dataset, Subject, TrainingJob, Volume
+from .models import BankFillJob, Dataset, Subject, TrainingJob, UploadJob, Volume
 from .serializers import (
     BankFillJobSerializer,
     DatasetSerializer,
-    IngestResultSerializer,
     SubjectMergeRecordSerializer,
     SubjectMergeSerializer,
     SubjectSerializer,
     TrainingJobCreateSerializer,
     TrainingJobSerializer,
+    UploadJobSerializer,
     VolumeSerializer,
     VolumeUploadSerializer,
 )
 from .subjects import subject_merge
 from .training_jobs import training_job_create
+from .uploads import upload_job_create
 
 
 class DatasetViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -34,23 +34,30 @@ class DatasetViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = DatasetSerializer
     permission_classes = [IsAdmin]
 
-    @extend_schema(request=VolumeUploadSerializer, responses=IngestResultSerializer(many=True))
+    @extend_schema(request=VolumeUploadSerializer, responses={202: UploadJobSerializer})
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser], url_path="volumes")
     def upload_volumes(self, request: Request, pk: str | None = None) -> Response:
-        """Upload NIfTI files or zips of DICOM series; each file's outcome is reported, and a bad
-        file never costs the others."""
+        """Upload NIfTI files or zips of DICOM series: stored at once and answered with an upload
+        job (202); a worker ingests them, and the job (``GET upload-jobs/{id}/``) gives each
+        file's verdict. A bad file never costs the others."""
         upload = VolumeUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
-        results = uploads_ingest(
+        job = upload_job_create(
             dataset=self.get_object(),
             uploads=upload.validated_data["files"],
             align=upload.validated_data["align"],
             subject_label=upload.validated_data["subject"],
+            user=request.user,
         )
-        status = 201 if any(r.outcome == "stored" for r in results) else 200
-        if results and not any(r.ok for r in results):
-            status = 400
-        return Response(IngestResultSerializer(results, many=True).data, status=status)
+        return Response(UploadJobSerializer(job).data, status=202)
+
+
+class UploadJobViewSet(viewsets.ReadOnlyModelViewSet):
+    """Uploads being ingested on the workers, newest first, with a verdict per file."""
+
+    queryset = UploadJob.objects.select_related("dataset").order_by("-pk")
+    serializer_class = UploadJobSerializer
+    permission_classes = [IsAdmin]
 
 
 class VolumeViewSet(viewsets.ReadOnlyModelViewSet):

@@ -63,7 +63,7 @@ def nifti_gz_bytes(loaded: LoadedVolume) -> bytes:
 
 def _as_uploaded(message: str, path: Path, source_name: str) -> str:
     """A message names the file it read; an upload is read from a copy under our own name
-    (``saved_uploads``), so name the file the admin uploaded instead."""
+    (``saved_uploads``, ``generator.uploads``), so name the file the admin uploaded instead."""
     return message.replace(path.name, Path(source_name).name)
 
 
@@ -157,22 +157,3 @@ def saved_uploads(uploads: Iterable) -> Iterator[list[tuple[Path, str]]]:
                     out.write(chunk)
             files.append((target, Path(upload.name).name))
         yield files
-
-
-def uploads_ingest(
-    *, dataset: Dataset, uploads: Iterable, align: bool = True, subject_label: str = ""
-) -> list[IngestResult]:
-    """Ingest files uploaded through the admin or the API, then queue alignment of the stored ones.
-
-    ``subject_label`` names the one person every file of this upload belongs to (left blank, DICOM
-    series link by patient and every other file becomes a subject of its own)."""
-    from .volumes import alignment_job_create  # volumes imports the ML stack; keep this module light
-
-    with saved_uploads(uploads) as files:
-        labels = {name: subject_label for _, name in files} if subject_label else None
-        results = volumes_ingest(dataset=dataset, files=files, subject_labels=labels)
-    if align:
-        for result in results:
-            if result.outcome == "stored":
-                alignment_job_create(volume=result.volume)
-    return results

@@ -143,6 +143,29 @@ class AlignmentJob(LeasedJob):
         return f"alignment of {self.volume} ({self.state})"
 
 
+class UploadJob(LeasedJob):
+    """Volume files uploaded through the page, the API or ``ingest_volumes --queue``, ingested on a
+    worker (`default` queue). The raw files wait in private storage under ``uploads/<id>/`` (never
+    served) and go as each is ingested; nothing of them outlives the job (``generator.uploads``)."""
+
+    task_name = "generator.tasks.upload_run"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="upload_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    subject_label = models.CharField(max_length=100, blank=True, help_text="The one person every file shows.")
+    align = models.BooleanField(default=True, help_text="Queue alignment of each stored volume.")
+    files = models.JSONField(default=list, help_text="[{name, stored, bytes}]: the uploaded names, the stored copies.")
+    results = models.JSONField(default=list, help_text="Per file: {name, outcome, message, volume}.")
+    raw_removed = models.BooleanField(default=False, help_text="The stored copies of the uploaded files are gone.")
+
+    @property
+    def storage_prefix(self) -> str:
+        return f"uploads/{self.pk}"
+
+    def __str__(self) -> str:
+        return f"upload {self.pk} of {len(self.files)} file(s) into {self.dataset} ({self.state})"
+
+
 class TrainingJob(LeasedJob):
     """One DCGAN training run on a dataset's streamed slices, on the `gpu` queue.
 

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from generator.ml.dcgan import METRICS_SETTINGS
 
-from .models import BankFillJob, Dataset, Subject, SubjectMerge, TrainingJob, Volume
+from .models import BankFillJob, Dataset, Subject, SubjectMerge, TrainingJob, UploadJob, Volume
 
 
 class SubjectSerializer(serializers.ModelSerializer):
@@ -122,11 +122,23 @@ class VolumeUploadSerializer(serializers.Serializer):
     )
 
 
-class IngestResultSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    outcome = serializers.ChoiceField(choices=["stored", "duplicate", "error"])
-    message = serializers.CharField()
-    volume = serializers.IntegerField(source="volume.pk", read_only=True, allow_null=True, default=None)
+class UploadJobSerializer(serializers.ModelSerializer):
+    """An upload being ingested on a worker: its progress (``step`` of ``total`` files), then a
+    verdict per file in ``results`` (``outcome`` stored, duplicate or error, with its message)."""
+
+    dataset = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    file_names = serializers.SerializerMethodField()
+
+    class Meta:
+        model = UploadJob
+        fields = [
+            "id", "dataset", "state", "progress", "file_names", "results", "align", "subject_label", "error",
+            "created_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_file_names(self, job: UploadJob) -> list[str]:
+        return [entry["name"] for entry in job.files]
 
 
 class TrainingJobSerializer(serializers.ModelSerializer):

@@ -1,7 +1,7 @@
 """Celery tasks of the generator app: thin wrappers over services, keyword-only primary keys.
 
-GPU tasks are routed to the `gpu` queue by name (training_*, bank_fill_*); alignment runs on
-`default`.
+GPU tasks are routed to the `gpu` queue by name (training_*, bank_fill_*); alignment and the
+ingest of uploads run on `default`.
 """
 
 from celery import shared_task
@@ -9,8 +9,9 @@ from celery import shared_task
 from readerstudy.core.jobs import job_run
 
 from .bank_fill import bank_fill_work
-from .models import AlignmentJob, BankFillJob, TrainingJob
+from .models import AlignmentJob, BankFillJob, TrainingJob, UploadJob
 from .training_jobs import training_job_work
+from .uploads import upload_job_work
 from .volumes import alignment_job_work
 
 
@@ -29,4 +30,10 @@ def training_run(*, job_id: int) -> str | None:
 @shared_task(name="generator.tasks.bank_fill_run")
 def bank_fill_run(*, job_id: int) -> str | None:
     final = job_run(model=BankFillJob, job_id=job_id, work=bank_fill_work)
+    return final.value if final else None
+
+
+@shared_task(name="generator.tasks.upload_run")
+def upload_run(*, job_id: int) -> str | None:
+    final = job_run(model=UploadJob, job_id=job_id, work=upload_job_work)
     return final.value if final else None

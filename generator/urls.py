@@ -8,6 +8,7 @@ from . import api, views
 router = SimpleRouter()
 router.register("datasets", api.DatasetViewSet, basename="dataset")
 router.register("volumes", api.VolumeViewSet, basename="volume")
+router.register("upload-jobs", api.UploadJobViewSet, basename="upload-job")
 router.register("subjects", api.SubjectViewSet, basename="subject")
 router.register("training-jobs", api.TrainingJobViewSet, basename="training-job")
 router.register("bank-fills", api.BankFillJobViewSet, basename="bank-fill")

@@ -160,6 +160,12 @@ SUBJECT_HASH_KEY_FILE = VAR_DIR / "subject-hash.key"
 # Where a worker keeps a training run's checkpoints while it trains (local disk); the run is
 # mirrored to the storage above after every checkpoint, so any worker can resume it.
 TRAINING_WORK_DIR = Path(env("TRAINING_WORK_DIR", default=str(VAR_DIR / "training")))
+# Where a worker copies an upload's files while it ingests them (each removed once ingested; a
+# worker starting up removes what a killed one left: generator.uploads).
+UPLOAD_WORK_DIR = Path(env("UPLOAD_WORK_DIR", default=str(VAR_DIR / "uploads")))
+# Django spools an upload over 2.5 MB to a file during the request: here, not /tmp, and bin/web
+# empties the folder when it starts, so a killed web process leaves no raw upload behind.
+FILE_UPLOAD_TEMP_DIR = str(VAR_DIR / "upload-tmp")
 TRAINING_CHECKPOINT_EVERY_S = env.float("TRAINING_CHECKPOINT_EVERY_S", default=300.0)
 # A generator whose synthetic pairs are more alike than real pairs by more than this (MS-SSIM) has
 # collapsed: its page says so, and the bank is not filled from it without an admin's stated reason.

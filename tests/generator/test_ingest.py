@@ -11,7 +11,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
 from generator.ingest import dataset_get_or_create, volumes_ingest
-from generator.models import AlignmentJob, Volume
+from generator.models import AlignmentJob, UploadJob, Volume
+from generator.uploads import upload_job_work
+from readerstudy.core.jobs import JobState, job_run
+from readerstudy.core.storage import storage_files
 from tests.factories import UserFactory, write_nifti
 
 pytestmark = pytest.mark.django_db
@@ -75,18 +78,53 @@ def _upload(path, name=None) -> SimpleUploadedFile:
     return SimpleUploadedFile(name or path.name, path.read_bytes())
 
 
-def test_the_api_upload_reports_each_file_and_queues_alignment(client, batch, django_capture_on_commit_callbacks):
+def _ingest_on_worker(job_id: int) -> UploadJob:
+    """What a worker does with a queued upload, run in this process."""
+    assert job_run(model=UploadJob, job_id=job_id, work=upload_job_work) == JobState.SUCCEEDED
+    return UploadJob.objects.get(pk=job_id)
+
+
+def test_an_api_upload_answers_with_a_job_before_ingest_and_the_worker_gives_todays_verdicts(
+    client, batch, django_capture_on_commit_callbacks
+):
     client.force_login(UserFactory(role="admins"))
     dataset = dataset_get_or_create(name="api")
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post(
             f"/api/v1/datasets/{dataset.pk}/volumes/", {"files": [_upload(batch["good"]), _upload(batch["text"])]}
         )
-    assert response.status_code == 201, response.content
-    body = {row["name"]: row for row in response.json()}
-    assert body["anon.nii.gz"]["outcome"] == "stored" and body["anon.nii.gz"]["volume"]
-    assert body["notes.nii"]["outcome"] == "error"
-    assert AlignmentJob.objects.count() == 1 and len(callbacks) == 1
+    assert response.status_code == 202, response.content
+    queued = response.json()
+    assert queued["state"] == "queued" and queued["file_names"] == ["anon.nii.gz", "notes.nii"]
+    assert queued["progress"] == {"step": 0, "total": 2} and queued["results"] == []
+    assert len(callbacks) == 1 and not Volume.objects.exists()  # nothing ingested in the request
+    assert len(storage_files(f"uploads/{queued['id']}")) == 2  # the raw files wait in private storage
+
+    job = _ingest_on_worker(queued["id"])
+    body = {row["name"]: row for row in client.get(f"/api/v1/upload-jobs/{job.pk}/").json()["results"]}
+    assert body["anon.nii.gz"]["outcome"] == "stored" and body["anon.nii.gz"]["volume"] == Volume.objects.get().pk
+    assert body["notes.nii"]["outcome"] == "error" and "not a NIfTI image" in body["notes.nii"]["message"]
+    assert AlignmentJob.objects.count() == 1
+    assert storage_files(f"uploads/{job.pk}") == [] and job.raw_removed  # nothing raw outlives the job
+    assert job.progress["step"] == 2 and "1 stored, 0 already present, 1 refused" in job.log
+
+
+def test_a_file_over_the_byte_limit_is_not_stored_and_costs_the_others_nothing(client, batch, settings):
+    settings.VOLUME_MAX_UPLOAD_BYTES = batch["good"].stat().st_size
+    client.force_login(UserFactory(role="admins"))
+    dataset = dataset_get_or_create(name="api")
+    big = SimpleUploadedFile("big.nii.gz", b"\0" * (settings.VOLUME_MAX_UPLOAD_BYTES + 1))
+    response = client.post(f"/api/v1/datasets/{dataset.pk}/volumes/", {"files": [_upload(batch["good"]), big]})
+    assert response.status_code == 202
+    assert [name.rsplit("/", 1)[-1] for name in storage_files(f"uploads/{response.json()['id']}")] == [
+        "upload-0.nii.gz"
+    ]  # the big one never reached storage
+    job = _ingest_on_worker(response.json()["id"])
+    assert [(row["name"], row["outcome"]) for row in job.results] == [
+        ("anon.nii.gz", "stored"),
+        ("big.nii.gz", "error"),
+    ]
+    assert "over the upload limit" in job.results[1]["message"]
 
 
 def test_the_api_refuses_non_admins(client, batch):
@@ -99,7 +137,7 @@ def test_the_api_refuses_non_admins(client, batch):
     assert Volume.objects.count() == 0
 
 
-def test_the_admin_upload_page_shows_every_outcome(client, batch):
+def test_the_admin_upload_page_follows_its_job_then_shows_every_outcome(client, batch):
     client.force_login(UserFactory(role="admins"))
     page = client.get("/admin/generator/volume/upload/")
     assert page.status_code == 200 and b"multiple" in page.content
@@ -107,8 +145,13 @@ def test_the_admin_upload_page_shows_every_outcome(client, batch):
         "/admin/generator/volume/upload/",
         {"dataset_name": "upl", "fov_mm": "190", "files": [_upload(batch["good"]), _upload(batch["four_d"])]},
     )
-    assert response.status_code == 200
-    text = response.content.decode()
+    job = UploadJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/admin/generator/volume/upload/{job.pk}/"
+    following = client.get(response["Location"]).content.decode()
+    assert 'http-equiv="refresh"' in following and "0 of 2 file(s)" in following and "<progress" in following
+    _ingest_on_worker(job.pk)
+    text = client.get(response["Location"]).content.decode()
+    assert 'http-equiv="refresh"' not in text and "2 of 2 file(s)" in text
     assert "anon.nii.gz" in text and "stored" in text and "4D" in text
     assert Volume.objects.get().dataset.fov_mm == 190
     assert AlignmentJob.objects.count() == 1
@@ -116,7 +159,7 @@ def test_the_admin_upload_page_shows_every_outcome(client, batch):
 
 def test_the_command_keeps_good_files_and_fails_loudly_on_bad_ones(batch, capsys):
     with pytest.raises(CommandError, match="1 file"):
-        call_command("ingest_volumes", str(batch["good"]), str(batch["text"]), "--dataset", "cli", "--queue")
+        call_command("ingest_volumes", str(batch["good"]), str(batch["text"]), "--dataset", "cli", "--no-align")
     out = capsys.readouterr().out
     assert "stored" in out and "notes.nii" in out and "1 stored" in out
     assert Volume.objects.filter(dataset__name="cli").count() == 1

@@ -124,8 +124,8 @@ def test_a_label_names_a_person_across_datasets_and_a_contradicting_label_is_ref
 def test_the_command_takes_subject_labels_and_numbers_the_rest_installation_wide(tmp_path, capsys):
     rng = np.random.default_rng(1)
     paths = [write_nifti(tmp_path / f"v{n}.nii.gz", rng.random((40, 40, 40)) * 100, (4, 4, 4)) for n in range(3)]
-    call_command("ingest_volumes", *map(str, paths[:2]), "--dataset", "one", "--queue", "--subject", "v1.nii.gz=p-1")
-    call_command("ingest_volumes", str(paths[2]), "--dataset", "two", "--queue")
+    call_command("ingest_volumes", *map(str, paths[:2]), "--dataset", "one", "--no-align", "--subject", "v1.nii.gz=p-1")
+    call_command("ingest_volumes", str(paths[2]), "--dataset", "two", "--no-align")
     labels = dict(Volume.objects.values_list("source_name", "subject__label"))
     assert labels == {"v0.nii.gz": "sub-001", "v1.nii.gz": "p-1", "v2.nii.gz": "sub-002"}
 

@@ -20,7 +20,9 @@ from django.utils import timezone
 from PIL import Image
 
 from generator.ingest import dataset_get_or_create, volumes_ingest
-from generator.models import BankImage, TrainingJob, Volume
+from generator.models import BankImage, TrainingJob, UploadJob, Volume
+from generator.uploads import upload_job_work
+from readerstudy.core.jobs import JobState, job_run
 from readerstudy.reading.models import Reader, Study, Trial
 from readerstudy.reading.sessions import study_open
 from tests.factories import PASSWORD, StudyFactory, UserFactory, write_nifti
@@ -211,8 +213,10 @@ def test_a_hostile_upload_batch_keeps_the_good_file_and_writes_only_to_media(
     dataset = dataset_get_or_create(name="hostile")
     response = client.post(f"/api/v1/datasets/{dataset.pk}/volumes/", body, content_type=content_type)
 
-    assert response.status_code == 201, response.content
-    outcomes = {row["name"]: row for row in response.json()}
+    assert response.status_code == 202, response.content
+    assert not Volume.objects.exists()  # the request only stored the files
+    assert job_run(model=UploadJob, job_id=response.json()["id"], work=upload_job_work) == JobState.SUCCEEDED
+    outcomes = {row["name"]: row for row in UploadJob.objects.get().results}
     assert outcomes["escaped.nii.gz"]["outcome"] == "stored"  # an uploaded name is never a path
     errors = {name: row["message"] for name, row in outcomes.items() if row["outcome"] == "error"}
     assert set(errors) == {"notes.nii", "scan.nii.gz", "bomb.zip", "evil.zip", "huge.nii.gz"}

@@ -15,11 +15,14 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from generator.models import BankImage, TrainingJob, Volume
+from generator.models import BankImage, TrainingJob, UploadJob, Volume
+from generator.uploads import upload_job_create, upload_job_work
+from readerstudy.core.jobs import JobState, job_run
 from readerstudy.core.storage import storage_delete_prefix, storage_files
 from readerstudy.reading.models import Reader, Study
 from readerstudy.results.exports import study_bundle
 from tests.factories import DatasetFactory, StudyFactory, UserFactory, write_nifti
+from tests.support import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -71,18 +74,40 @@ def test_a_reader_reads_a_session_whose_images_live_on_s3(s3_storage, client):
     assert len(served) == 2 + 4
 
 
-def test_a_volume_upload_is_stored_on_s3(s3_storage, client, tmp_path):
+def test_a_volume_upload_waits_on_s3_and_its_volume_is_stored_there(s3_storage, client, tmp_path):
     dataset = DatasetFactory(name="s3-upload")
     head = np.random.default_rng(0).normal(100, 10, (24, 24, 20)).astype("float32")
     write_nifti(tmp_path / "head.nii.gz", head, voxel_size_mm=(6.0, 6.0, 6.0))  # 144 × 144 × 120 mm
     client.force_login(UserFactory(role="admins"))
     upload = SimpleUploadedFile("head.nii.gz", (tmp_path / "head.nii.gz").read_bytes())
     response = client.post(f"/api/v1/datasets/{dataset.pk}/volumes/", {"files": [upload], "align": "false"})
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
+    job_id = response.json()["id"]
+    assert _bucket(s3_storage) == [f"uploads/{job_id}/upload-0.nii.gz"]  # the raw file, waiting for a worker
+    assert job_run(model=UploadJob, job_id=job_id, work=upload_job_work) == JobState.SUCCEEDED
     volume = Volume.objects.get(dataset=dataset)
-    assert volume.file.name in _bucket(s3_storage)
+    assert _bucket(s3_storage) == [volume.file.name]  # the raw upload gone, the de-identified volume kept
     with volume.file.open("rb") as stored:
         assert stored.read(2) == b"\x1f\x8b"  # our own fresh NIfTI, gzipped
+
+
+def test_a_dead_uploads_files_are_gone_after_a_worker_starts(s3_storage, start_worker, settings, tmp_path):
+    dataset = DatasetFactory(name="leftovers")
+    uploads = [SimpleUploadedFile("Doe_Jane.nii.gz", b"raw bytes"), SimpleUploadedFile("b.nii.gz", b"more")]
+    dead = upload_job_create(dataset=dataset, uploads=uploads[:1])
+    waiting = upload_job_create(dataset=dataset, uploads=uploads[1:])
+    # As a worker killed mid-ingest leaves it, once the job has ended (out of attempts): the stored
+    # copy, and a working copy on this machine.
+    UploadJob.objects.filter(pk=dead.pk).update(state=JobState.FAILED, error="worker lost")
+    work_root = tmp_path / "var" / "uploads"
+    (work_root / str(dead.pk)).mkdir(parents=True)
+    (work_root / str(dead.pk) / "upload-0.nii.gz").write_bytes(b"raw bytes")
+    assert len(_bucket(s3_storage)) == 2
+    start_worker("gpu")  # the upload queue is `default`: this worker leaves the waiting job alone
+    wait_for(lambda: len(_bucket(s3_storage)) == 1, timeout=30, what="the dead upload's files to go")
+    assert _bucket(s3_storage) == [f"uploads/{waiting.pk}/upload-0.nii.gz"]  # a live job's files stay
+    assert not (work_root / str(dead.pk)).exists()
+    assert UploadJob.objects.get(pk=dead.pk).raw_removed
 
 
 def test_the_bundle_reads_its_images_and_generators_from_s3(s3_storage, client):

@@ -8,8 +8,10 @@ from tqdm import tqdm
 
 from generator.ingest import dataset_get_or_create, volumes_ingest
 from generator.models import Volume
-from generator.volumes import alignment_job_create, volume_align, volume_slice_source
+from generator.uploads import upload_job_create_from_paths
+from generator.volumes import volume_align, volume_slice_source
 from readerstudy.core.errors import ApplicationError
+from readerstudy.core.follow import job_follow
 
 
 class Command(BaseCommand):
@@ -32,17 +34,32 @@ class Command(BaseCommand):
             help="the subject (person) a file shows; repeat per file. Unnamed DICOM series link by a keyed hash "
             "of their patient ID; other unnamed files become new subjects",
         )
-        parser.add_argument("--queue", action="store_true", help="queue alignment on the workers instead of here")
+        parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="store the files and ingest (and align) them on a worker: an upload job, as the page and the API "
+            "make; prints its id at once",
+        )
+        parser.add_argument("--wait", action="store_true", help="with --queue: follow the job until it ends")
+        parser.add_argument(
+            "--no-align", action="store_true", help="ingest only; align later (the admin's volume list: 'Align again')"
+        )
         parser.add_argument("--materialise", type=Path, metavar="DIR", help="also write the dataset's slices here")
         parser.add_argument("--size", type=int, choices=[64, 128, 256], default=128, help="slice matrix size")
 
-    def handle(self, *args, paths, dataset, fov_mm, label, queue, materialise, size, **options) -> None:
+    def handle(self, *args, paths, dataset, fov_mm, label, queue, wait, no_align, materialise, size, **options) -> None:
         labels = self._subject_labels(label)
         missing = [str(path) for path in paths if not path.exists()]
         if missing:
             raise CommandError(f"No such file or folder: {', '.join(missing)}")
+        if queue and (materialise or len(set(labels.values())) > 1):
+            raise CommandError("--queue ingests on a worker: without --materialise, and with one --subject at most.")
         try:
             target = dataset_get_or_create(name=dataset, fov_mm=fov_mm)
+            if queue:
+                subject_label = next(iter(labels.values()), "")
+                self._queue(target, paths, subject_label=subject_label, align=not no_align, wait=wait)
+                return
         except ApplicationError as error:
             raise CommandError(str(error)) from error
 
@@ -60,7 +77,8 @@ class Command(BaseCommand):
             )
 
         stored = [result.volume for result in results if result.outcome == "stored"]
-        self._align(stored, queue=queue)
+        if not no_align:
+            self._align(stored)
         failed = [result for result in results if result.outcome == "error"]
         self.stdout.write(
             f"{len(stored)} stored, {sum(r.outcome == 'duplicate' for r in results)} already present, "
@@ -81,12 +99,21 @@ class Command(BaseCommand):
             labels[Path(name).name] = subject
         return labels
 
-    def _align(self, volumes: list, *, queue: bool) -> None:
-        if queue:
-            for volume in volumes:
-                alignment_job_create(volume=volume)
-            self.stdout.write(f"Queued alignment of {len(volumes)} volume(s) on the workers.")
+    def _queue(self, dataset, paths: list[Path], *, subject_label: str, align: bool, wait: bool) -> None:
+        job = upload_job_create_from_paths(dataset=dataset, paths=paths, subject_label=subject_label, align=align)
+        self.stdout.write(f"Upload job {job.pk}: {len(paths)} file(s) stored; a worker ingests and aligns them.")
+        if not wait:
             return
+        job = job_follow(job, label="ingest", unit="file")
+        styles = {"stored": self.style.SUCCESS, "duplicate": self.style.WARNING}
+        for result in job.results:
+            style = styles.get(result["outcome"], self.style.ERROR)
+            self.stdout.write(style(f"{result['outcome']:>9}  {result['name']}: {result['message']}"))
+        failed = sum(result["outcome"] == "error" for result in job.results)
+        if failed:
+            raise CommandError(f"{failed} file(s) were refused (see above); the others were kept.")
+
+    def _align(self, volumes: list) -> None:
         for volume in tqdm(volumes, desc="align", unit="volume", file=sys.stderr):
             try:
                 volume_align(volume=volume)
