@@ -16,8 +16,8 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from generator.models import BankImage, TrainingJob, UploadJob, Volume
-from generator.uploads import upload_job_create, upload_job_work
-from readerstudy.core.jobs import JobState, job_run
+from generator.uploads import upload_job_create
+from readerstudy.core.jobs import JobState
 from readerstudy.core.storage import storage_delete_prefix, storage_files
 from readerstudy.reading.models import Reader, Study
 from readerstudy.results.exports import study_bundle
@@ -74,7 +74,7 @@ def test_a_reader_reads_a_session_whose_images_live_on_s3(s3_storage, client):
     assert len(served) == 2 + 4
 
 
-def test_a_volume_upload_waits_on_s3_and_its_volume_is_stored_there(s3_storage, client, tmp_path):
+def test_a_volume_upload_waits_on_s3_and_a_worker_stores_its_volume_there(s3_storage, start_worker, client, tmp_path):
     dataset = DatasetFactory(name="s3-upload")
     head = np.random.default_rng(0).normal(100, 10, (24, 24, 20)).astype("float32")
     write_nifti(tmp_path / "head.nii.gz", head, voxel_size_mm=(6.0, 6.0, 6.0))  # 144 × 144 × 120 mm
@@ -84,7 +84,12 @@ def test_a_volume_upload_waits_on_s3_and_its_volume_is_stored_there(s3_storage, 
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
     assert _bucket(s3_storage) == [f"uploads/{job_id}/upload-0.nii.gz"]  # the raw file, waiting for a worker
-    assert job_run(model=UploadJob, job_id=job_id, work=upload_job_work) == JobState.SUCCEEDED
+    start_worker("cpu")  # the `default` queue's worker, as docker-compose runs it
+    job = wait_for(
+        lambda: (job := UploadJob.objects.get(pk=job_id)).is_finished and job, timeout=120, what="the ingest"
+    )
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert [(row["name"], row["outcome"]) for row in job.results] == [("head.nii.gz", "stored")]
     volume = Volume.objects.get(dataset=dataset)
     assert _bucket(s3_storage) == [volume.file.name]  # the raw upload gone, the de-identified volume kept
     with volume.file.open("rb") as stored:
