@@ -132,11 +132,13 @@ STORAGES = {
     "default": {"BACKEND": env("STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default=None)
-AWS_S3_ENDPOINT_URL = env("AWS_S3_ENDPOINT_URL", default=None)
-AWS_S3_REGION_NAME = env("AWS_S3_REGION_NAME", default=None)
-AWS_ACCESS_KEY_ID = env("AWS_ACCESS_KEY_ID", default=None)
-AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY", default=None)
+# "or None": docker-compose passes an unset variable as an empty string, which boto3 would take
+# for an endpoint or a key.
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default=None) or None
+AWS_S3_ENDPOINT_URL = env("AWS_S3_ENDPOINT_URL", default=None) or None
+AWS_S3_REGION_NAME = env("AWS_S3_REGION_NAME", default=None) or None
+AWS_ACCESS_KEY_ID = env("AWS_ACCESS_KEY_ID", default=None) or None
+AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY", default=None) or None
 AWS_DEFAULT_ACL = None
 AWS_QUERYSTRING_AUTH = True
 # Each web process keeps the bank images it has served (their bytes never change), so a reader's
