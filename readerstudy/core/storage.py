@@ -5,6 +5,9 @@ False though thousands of files lie below it. So a folder's files are found by l
 which both backends answer (the file system raises for a missing folder, S3 lists nothing).
 """
 
+import contextlib
+from pathlib import Path
+
 from django.core.files.storage import Storage, default_storage
 
 
@@ -27,4 +30,20 @@ def storage_delete_prefix(prefix: str, storage: Storage | None = None) -> int:
     names = storage_files(prefix, storage)
     for name in names:
         storage.delete(name)
+    _remove_empty_folders(prefix, storage)
     return len(names)
+
+
+def _remove_empty_folders(prefix: str, storage: Storage) -> None:
+    """On local disk, the folders the deleted files leave (S3 has none to leave)."""
+    try:
+        root = Path(storage.path(prefix))
+    except NotImplementedError:  # no local path: an object store
+        return
+    if not root.is_dir():
+        return
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: something else lives there
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        root.rmdir()

@@ -85,7 +85,7 @@ def _ingest_on_worker(job_id: int) -> UploadJob:
 
 
 def test_an_api_upload_answers_with_a_job_before_ingest_and_the_worker_gives_todays_verdicts(
-    client, batch, django_capture_on_commit_callbacks
+    client, batch, django_capture_on_commit_callbacks, settings
 ):
     client.force_login(UserFactory(role="admins"))
     dataset = dataset_get_or_create(name="api")
@@ -106,6 +106,7 @@ def test_an_api_upload_answers_with_a_job_before_ingest_and_the_worker_gives_tod
     assert body["notes.nii"]["outcome"] == "error" and "not a NIfTI image" in body["notes.nii"]["message"]
     assert AlignmentJob.objects.count() == 1
     assert storage_files(f"uploads/{job.pk}") == [] and job.raw_removed  # nothing raw outlives the job
+    assert not (settings.MEDIA_ROOT / "uploads" / str(job.pk)).exists()  # not even its folder
     assert job.progress["step"] == 2 and "1 stored, 0 already present, 1 refused" in job.log
 
 
