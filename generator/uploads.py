@@ -15,15 +15,17 @@ import logging
 import shutil
 import zipfile
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 
 from readerstudy.core.errors import ApplicationError
-from readerstudy.core.jobs import FINISHED_STATES, JobHandle, LeaseLost, job_enqueue, job_log
+from readerstudy.core.jobs import FINISHED_STATES, JobHandle, JobState, LeaseLost, job_enqueue, job_log
 from readerstudy.core.storage import storage_delete_prefix
 
 from .ingest import IngestResult, volume_ingest_one
@@ -53,7 +55,12 @@ def upload_job_create(
     if not uploads:
         raise ApplicationError("Choose at least one file to upload.")
     limit = settings.VOLUME_MAX_UPLOAD_BYTES
-    job = UploadJob.objects.create(dataset=dataset, align=align, subject_label=subject_label, created_by=user)
+    # Marked sent already (queued_at), so the periodic check does not send it while its files are
+    # still being stored; job_enqueue below sends it. One that never gets there (the web process
+    # died mid-upload) keeps an empty file list: uploads_leftovers_remove ends it.
+    job = UploadJob.objects.create(
+        dataset=dataset, align=align, subject_label=subject_label, created_by=user, queued_at=timezone.now()
+    )
     files = []
     try:
         for index, upload in enumerate(uploads):
@@ -175,10 +182,21 @@ def _summary(results: list[dict]) -> str:
     return f"{counts['stored']} stored, {counts['duplicate']} already present, {counts['error']} refused"
 
 
+UNFINISHED_UPLOAD_AFTER = timedelta(hours=1)
+
+
 def uploads_leftovers_remove() -> int:
     """What raw uploads of ended jobs left behind (a worker killed mid-ingest, its job failed or
-    cancelled since): their stored copies and this machine's working copies. Returns the files
-    removed. Runs when a worker starts."""
+    cancelled since): their stored copies and this machine's working copies; and uploads whose
+    web process died while storing them (no file list an hour on), which end here as failed.
+    Returns the files removed. Runs when a worker starts."""
+    UploadJob.objects.filter(
+        state=JobState.QUEUED, attempts=0, files=[], created_at__lt=timezone.now() - UNFINISHED_UPLOAD_AFTER
+    ).update(
+        state=JobState.FAILED,
+        finished_at=timezone.now(),
+        error="The upload never finished: the web process stopped while storing its files.",
+    )
     removed = 0
     for job in UploadJob.objects.filter(state__in=FINISHED_STATES, raw_removed=False).only("pk"):
         removed += storage_delete_prefix(job.storage_prefix)

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import zipfile
+from datetime import timedelta
 
 import boto3
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from generator.models import BankImage, TrainingJob, UploadJob, Volume
 from generator.uploads import upload_job_create
@@ -104,15 +106,21 @@ def test_a_dead_uploads_files_are_gone_after_a_worker_starts(s3_storage, start_w
     # As a worker killed mid-ingest leaves it, once the job has ended (out of attempts): the stored
     # copy, and a working copy on this machine.
     UploadJob.objects.filter(pk=dead.pk).update(state=JobState.FAILED, error="worker lost")
+    # And one whose web process died while storing it, an hour ago: a file stored, no file list.
+    unfinished = UploadJob.objects.create(dataset=dataset, queued_at=timezone.now())
+    default_storage.save(f"{unfinished.storage_prefix}/upload-0.nii.gz", ContentFile(b"half an upload"))
+    UploadJob.objects.filter(pk=unfinished.pk).update(created_at=timezone.now() - timedelta(hours=2))
     work_root = tmp_path / "var" / "uploads"
     (work_root / str(dead.pk)).mkdir(parents=True)
     (work_root / str(dead.pk) / "upload-0.nii.gz").write_bytes(b"raw bytes")
-    assert len(_bucket(s3_storage)) == 2
+    assert len(_bucket(s3_storage)) == 3
     start_worker("gpu")  # the upload queue is `default`: this worker leaves the waiting job alone
     wait_for(lambda: len(_bucket(s3_storage)) == 1, timeout=30, what="the dead upload's files to go")
     assert _bucket(s3_storage) == [f"uploads/{waiting.pk}/upload-0.nii.gz"]  # a live job's files stay
     assert not (work_root / str(dead.pk)).exists()
     assert UploadJob.objects.get(pk=dead.pk).raw_removed
+    unfinished.refresh_from_db()
+    assert unfinished.state == JobState.FAILED and "never finished" in unfinished.error and unfinished.raw_removed
 
 
 def test_the_bundle_reads_its_images_and_generators_from_s3(s3_storage, client):
