@@ -8,6 +8,7 @@ Celery broker on the file system, all under ``var/``. Production (and ``make tes
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -224,6 +225,9 @@ JOB_LEASE_CHECK_S = env.float("JOB_LEASE_CHECK_S", default=30.0)
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=5)
 # Each worker writes a heartbeat row this often; /healthz counts a worker alive for three beats.
 WORKER_HEARTBEAT_S = env.float("WORKER_HEARTBEAT_S", default=10.0)
+# /healthz gives anyone ok / not ok; its details (host names, error texts) go to admins and to
+# monitoring that sends "Authorization: Bearer <HEALTHZ_TOKEN>" (unset: admins only).
+HEALTHZ_TOKEN = env("HEALTHZ_TOKEN", default="")
 
 CELERY_BEAT_SCHEDULE = {
     "requeue-jobs-with-lapsed-leases": {
@@ -263,7 +267,28 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 # An invitation is a password-reset link; readers may open it days after it was sent.
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT_S", default=14 * 24 * 3600)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="synthread@localhost")
-EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+EMAIL_BACKEND = env("EMAIL_BACKEND", default=CONSOLE_EMAIL_BACKEND)
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=587)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
+
+# DJANGO_HTTPS=true is the production switch: refuse to start with what is safe only on a laptop.
+# The public default key would let anyone forge sessions and reset links; the console backend
+# writes every password-reset link (an admin's too) into the logs.
+if HTTPS and SECRET_KEY == INSECURE_DEVELOPMENT_KEY:
+    raise ImproperlyConfigured(
+        "DJANGO_HTTPS=true (production) with the public default secret key: set DJANGO_SECRET_KEY to a long "
+        "random value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
+if HTTPS and EMAIL_BACKEND == CONSOLE_EMAIL_BACKEND:
+    raise ImproperlyConfigured(
+        "DJANGO_HTTPS=true (production) with the console e-mail backend, which writes password-reset links "
+        "into the logs: set EMAIL_BACKEND (django.core.mail.backends.smtp.EmailBackend, with EMAIL_HOST, "
+        "EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD and EMAIL_USE_TLS)."
+    )
 
 LOGGING = {
     "version": 1,

@@ -1,5 +1,8 @@
 """Pages of the platform: the landing page, where each role lands, invitations, /healthz."""
 
+import secrets
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import PasswordResetConfirmView, redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -9,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from .health import health_report
-from .roles import redirect_home
+from .roles import Role, redirect_home, user_role
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -43,5 +46,17 @@ def no_role(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
+    """ok / not ok (200 / 503) for anyone, a load balancer say; the details (database, broker,
+    workers by host name, error texts) for admins and for ``Authorization: Bearer <HEALTHZ_TOKEN>``."""
     report = health_report()
-    return JsonResponse(report, status=200 if report["ok"] else 503)
+    status = 200 if report["ok"] else 503
+    if not _sees_health_details(request):
+        return JsonResponse({"ok": report["ok"]}, status=status)
+    return JsonResponse(report, status=status)
+
+
+def _sees_health_details(request: HttpRequest) -> bool:
+    token = settings.HEALTHZ_TOKEN
+    if token and secrets.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return True
+    return user_role(request.user) is Role.ADMIN

@@ -2,15 +2,39 @@
 
 import pytest
 
+from tests.factories import UserFactory
 
-def healthz(client) -> tuple[int, dict]:
-    response = client.get("/healthz")
+
+def healthz(client, **headers) -> tuple[int, dict]:
+    response = client.get("/healthz", headers=headers)
     assert response["Content-Type"] == "application/json"
     return response.status_code, response.json()
 
 
+@pytest.fixture
+def admin_client(client, db):
+    client.force_login(UserFactory(role="admins"))
+    return client
+
+
 @pytest.mark.django_db
-def test_healthz_reports_no_worker_when_none_runs(client):
+def test_anyone_gets_ok_or_not_and_only_admins_or_the_token_get_the_details(client, settings):
+    settings.HEALTHZ_TOKEN = "monitoring-token"
+    assert healthz(client) == (503, {"ok": False})  # no worker: not ok, and nothing more (no host names)
+    for role in ("readers", "researchers"):
+        client.force_login(UserFactory(role=role))
+        assert healthz(client) == (503, {"ok": False})
+    client.logout()
+    assert healthz(client, Authorization="Bearer a-wrong-token") == (503, {"ok": False})
+    status, report = healthz(client, Authorization="Bearer monitoring-token")
+    assert status == 503 and set(report) == {"ok", "database", "broker", "workers"}
+    settings.HEALTHZ_TOKEN = ""  # unset: no token opens the details, not even an empty one
+    assert healthz(client, Authorization="Bearer ") == (503, {"ok": False})
+
+
+@pytest.mark.django_db
+def test_healthz_reports_no_worker_when_none_runs(admin_client):
+    client = admin_client
     status, report = healthz(client)
     assert status == 503
     assert report["database"]["ok"] and report["broker"]["ok"]
@@ -19,7 +43,8 @@ def test_healthz_reports_no_worker_when_none_runs(client):
 
 
 @pytest.mark.django_db
-def test_healthz_reports_a_broker_that_does_not_answer(client, settings):
+def test_healthz_reports_a_broker_that_does_not_answer(admin_client, settings):
+    client = admin_client
     from celery import current_app
 
     current_app.conf.broker_write_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1

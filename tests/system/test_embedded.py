@@ -21,7 +21,12 @@ def embedded_env(tmp_path) -> dict:
         for key, value in os.environ.items()
         if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT"}
     }
-    env.update(PYTHON=sys.executable, SYNTHREAD_VAR_DIR=str(tmp_path / "var"), WORKER_HEARTBEAT_S="1")
+    env.update(
+        PYTHON=sys.executable,
+        SYNTHREAD_VAR_DIR=str(tmp_path / "var"),
+        WORKER_HEARTBEAT_S="1",
+        HEALTHZ_TOKEN="embedded-test-token",
+    )
     return env
 
 
@@ -61,7 +66,9 @@ def test_embedded_default_runs_a_job_through_a_filesystem_broker(embedded_env, s
 
     def report() -> dict | None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            details = {"Authorization": f"Bearer {embedded_env['HEALTHZ_TOKEN']}"}  # monitoring's view
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/healthz", headers=details)
+            with urllib.request.urlopen(request, timeout=5) as response:
                 return json.load(response)
         except OSError:
             return None
@@ -70,6 +77,8 @@ def test_embedded_default_runs_a_job_through_a_filesystem_broker(embedded_env, s
     assert health["ok"], health
     assert health["database"]["vendor"] == "sqlite"
     assert health["broker"]["transport"] == "filesystem"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+        assert json.load(response) == {"ok": True}  # anyone: ok or not, no host name, no error text
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=5) as response:
         page = response.read().decode()
     assert "Log in" in page and "/static/css/synthread." in page  # served by whitenoise

@@ -4,6 +4,7 @@ import signal
 
 import pytest
 
+from tests.factories import UserFactory
 from tests.support import wait_for
 
 
@@ -15,6 +16,7 @@ def healthz(client) -> tuple[int, dict]:
 
 @pytest.mark.services
 def test_healthz_sees_a_live_worker_then_its_death(client, start_worker):
+    client.force_login(UserFactory(role="admins"))  # the details are the admins'
     worker = start_worker("cpu")
     _, report = wait_for(lambda: (r := healthz(client))[0] == 200 and r, timeout=30, what="a healthy report")
     assert report["ok"] and report["workers"]["alive"][0]["queues"] == ["default"]

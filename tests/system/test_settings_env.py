@@ -60,8 +60,35 @@ def _settings_under(env: dict) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+PRODUCTION = {
+    "DJANGO_HTTPS": "true",
+    "DJANGO_SECRET_KEY": "a-long-random-production-key-for-this-test-only-0123456789",
+    "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+}
+
+
+def _refusal_under(env: dict) -> str:
+    """What the server says when it refuses to start with these settings (it must refuse)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k != "EMAIL_BACKEND"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=REPO, env={**clean, **env}, capture_output=True, encoding="utf-8",
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0, result.stdout
+    return result.stderr
+
+
+def test_production_refuses_to_start_with_the_default_key_or_the_console_mail_naming_the_variable():
+    without_key = {name: value for name, value in PRODUCTION.items() if name != "DJANGO_SECRET_KEY"}
+    assert "set DJANGO_SECRET_KEY" in _refusal_under(without_key)
+    with_console_mail = {name: value for name, value in PRODUCTION.items() if name != "EMAIL_BACKEND"}
+    assert "set EMAIL_BACKEND" in _refusal_under(with_console_mail)
+    assert _settings_under(PRODUCTION)["SESSION_COOKIE_SECURE"]  # both set: it starts
+    assert not _settings_under({})["SESSION_COOKIE_SECURE"]  # the embedded default needs neither
+
+
 def test_behind_https_cookies_are_secure_and_the_session_cookie_httponly():
-    https = _settings_under({"DJANGO_HTTPS": "true"})
+    https = _settings_under(PRODUCTION)
     assert https["SESSION_COOKIE_SECURE"] and https["CSRF_COOKIE_SECURE"] and https["SESSION_COOKIE_HTTPONLY"]
     assert https["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
     assert https["SECURE_HSTS_SECONDS"] > 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 
 from readerstudy.core.accounts import account_ensure
 from readerstudy.core.follow import job_follow
@@ -41,10 +42,33 @@ class Command(BaseCommand):
         parser.add_argument("--ready-timeout", type=float, default=180, help="seconds to wait for a healthy start")
         parser.add_argument("--tiny", action="store_true", help="a tiny pipeline (few steps, few images): for tests")
         parser.add_argument("--no-pipeline", action="store_true", help="serve without building the demo study")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="run on a database other than the embedded SQLite (it resets the demo accounts' passwords)",
+        )
 
     def handle(
-        self, *args, no_serve: bool, bind: str, ready_timeout: float, tiny: bool, no_pipeline: bool, **options
+        self,
+        *args,
+        no_serve: bool,
+        bind: str,
+        ready_timeout: float,
+        tiny: bool,
+        no_pipeline: bool,
+        force: bool,
+        **options,
     ) -> None:
+        database = connection.settings_dict
+        if database["ENGINE"] != "django.db.backends.sqlite3" and not force:
+            # The demo sets demo-admin's password to the one the README prints: on a real database
+            # that is an admin account anyone can log in to.
+            raise CommandError(
+                f"manage.py demo runs on the embedded SQLite only; DATABASE_URL points at "
+                f"{connection.vendor} database {database['NAME']!r}, where it would reset demo-admin to the "
+                "password printed in the README. Unset DATABASE_URL for the embedded default, or pass --force "
+                "if this database is a throwaway."
+            )
         self.sizes = DemoSizes.tiny() if tiny else DemoSizes()
         self.pipeline = not no_pipeline
         Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
