@@ -63,6 +63,7 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/api-token/", core_views.api_token, name="api-token"),
     # Invitations are password-reset links: one view sets the password for both.
     path("accounts/reset/<uidb64>/<token>/", core_views.InvitationView.as_view(), name="password_reset_confirm"),
     path(

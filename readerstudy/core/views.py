@@ -3,6 +3,7 @@
 import secrets
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import PasswordResetConfirmView, redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -11,8 +12,9 @@ from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from .accounts import api_token_create, api_token_revoke
 from .health import health_report
-from .roles import Role, redirect_home, user_role
+from .roles import Role, redirect_home, role_required, user_role
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -60,3 +62,24 @@ def _sees_health_details(request: HttpRequest) -> bool:
     if token and secrets.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
         return True
     return user_role(request.user) is Role.ADMIN
+
+
+@role_required(Role.RESEARCHER)
+def api_token(request: HttpRequest) -> HttpResponse:
+    """A researcher's (or admin's) API token for scripts: create (replacing the old one), revoke.
+    The key is shown once, when created."""
+    from rest_framework.authtoken.models import Token
+
+    new_key = None
+    if request.method == "POST":
+        if request.POST.get("action") == "revoke":
+            if api_token_revoke(user=request.user):
+                messages.success(request, "Your API token is revoked: scripts using it are now refused.")
+        else:
+            new_key = api_token_create(user=request.user)
+    token = Token.objects.filter(user=request.user).first()
+    return render(
+        request,
+        "readerstudy/api_token.html",
+        {"token": token, "new_key": new_key, "example_url": request.build_absolute_uri("/api/v1/studies/")},
+    )
