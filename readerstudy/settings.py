@@ -5,6 +5,7 @@ Celery broker on the file system, all under ``var/``. Production (and ``make tes
 ``DATABASE_URL`` and ``CELERY_BROKER_URL`` to PostgreSQL and Redis.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -34,6 +35,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_results",
+    "axes",
     "readerstudy.core",
     "generator",
     "readerstudy.reading",
@@ -52,7 +54,23 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # A refused request (ApplicationError) becomes a page message; nothing else is caught.
     "readerstudy.core.middleware.ApplicationErrorMiddleware",
+    # Last, as django-axes asks: answers a locked-out login with the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Logins (the one form, the admins' too) lock out after repeated failures, per account and per
+# address (django-axes): the sixth wrong password of an account, or from an address, in an hour
+# is refused with a clear page; an admin unlocks in the admin (Axes → Access attempts: delete)
+# or with `manage.py axes_reset_username NAME`; the lock also lifts by itself after the hour.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Axes locks on the attempt that reaches its limit: five wrong passwords are answered as such,
+# the sixth is the lockout.
+LOGIN_FAILURES_ALLOWED = env.int("LOGIN_FAILURES_ALLOWED", default=5)
+AXES_FAILURE_LIMIT = LOGIN_FAILURES_ALLOWED + 1
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: an account, an address
+AXES_COOLOFF_TIME = timedelta(hours=env.float("LOGIN_LOCKOUT_HOURS", default=1.0))
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 ROOT_URLCONF = "readerstudy.urls"
 WSGI_APPLICATION = "readerstudy.wsgi.application"
@@ -111,6 +129,12 @@ HTTPS = env.bool("DJANGO_HTTPS", default=False)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SESSION_COOKIE_HTTPONLY = True
+# The reverse proxies in front of the web processes: the client's address is the one the nearest
+# of them appended to X-Forwarded-For (a client can write anything in front of it). Production
+# (DJANGO_HTTPS) sits behind one by default; without a proxy the address is the connection's.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if HTTPS else 0)
+AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR",) if TRUSTED_PROXY_COUNT else ("REMOTE_ADDR",)
 if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=3600)
@@ -248,6 +272,16 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # ApplicationError → 400/409 with its message, once for every endpoint.
     "EXCEPTION_HANDLER": "readerstudy.core.api.exception_handler",
+    # Guessing and scraping slowed; the reader's own endpoints (a session's state, calls, viewing)
+    # are exempt: a reader's call must never be refused by a throttle in the middle of a session.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("API_THROTTLE_ANON", default="120/minute"),
+        "user": env("API_THROTTLE_USER", default="3000/hour"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "SynthRead API",

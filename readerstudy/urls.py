@@ -68,11 +68,7 @@ urlpatterns = [
     path("accounts/reset/<uidb64>/<token>/", core_views.InvitationView.as_view(), name="password_reset_confirm"),
     path(
         "accounts/password-reset/",
-        auth_views.PasswordResetView.as_view(
-            template_name="registration/password_reset.html",
-            email_template_name="registration/password_reset_email.txt",
-            subject_template_name="registration/password_reset_subject.txt",
-        ),
+        core_views.LimitedPasswordResetView.as_view(),
         name="password_reset",
     ),
     path(

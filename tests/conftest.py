@@ -56,6 +56,15 @@ def fast_tier_popen(real_popen):
 
 
 @pytest.fixture(autouse=True)
+def fresh_cache():
+    """Every test starts with an empty cache: the API's throttles count requests there, and the
+    test client always comes from the same address."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def tier_rules(request, monkeypatch):
     if is_system_tier(request):
         return

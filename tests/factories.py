@@ -147,6 +147,14 @@ class StudyFactory(factory.django.DjangoModelFactory):
         )
 
 
+def researcher_of(*studies: Study, **fields):
+    """A researcher assigned to these studies (researchers see only the studies they are assigned to)."""
+    user = UserFactory(role=Role.RESEARCHER.value, **fields)
+    for study in studies:
+        study.researchers.add(user)
+    return user
+
+
 class ReaderFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Reader

@@ -1,5 +1,9 @@
-"""Account services: create users in a role (used by the demo, commands and tests), and the API
-tokens that let scripts fetch exports without a browser session."""
+"""Account services: create users in a role (used by the demo, commands and tests), the API
+tokens that let scripts fetch exports without a browser session, and the limit on password-reset
+requests."""
+
+import hashlib
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -31,3 +35,25 @@ def api_token_revoke(*, user: AbstractBaseUser) -> bool:
 
     deleted, _ = Token.objects.filter(user=user).delete()
     return bool(deleted)
+
+
+PASSWORD_RESETS_PER_HOUR = 5  # per address and per account: a reader who lost a link asks again, a script cannot
+
+
+def password_reset_allowed(*, address: str | None, email: str, now: datetime | None = None) -> bool:
+    """Whether this reset request may send a link: at most ``PASSWORD_RESETS_PER_HOUR`` an hour
+    from one address and for one e-mail address; the request is counted when allowed."""
+    from django.utils import timezone
+
+    from .models import PasswordResetRequest
+
+    now = now or timezone.now()
+    PasswordResetRequest.objects.filter(at__lt=now - timedelta(days=1)).delete()
+    email_key = hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    recent = PasswordResetRequest.objects.filter(at__gte=now - timedelta(hours=1))
+    if recent.filter(email_key=email_key).count() >= PASSWORD_RESETS_PER_HOUR or (
+        address and recent.filter(address=address).count() >= PASSWORD_RESETS_PER_HOUR
+    ):
+        return False
+    PasswordResetRequest.objects.create(address=address or None, email_key=email_key, at=now)
+    return True

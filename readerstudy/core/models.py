@@ -63,3 +63,15 @@ class ProbeTick(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}:{self.step} by {self.owner}"
+
+
+class PasswordResetRequest(models.Model):
+    """One request for a password-reset link, kept a day to limit how many an address or an
+    account may ask for (``accounts.password_reset_allowed``); no e-mail address is stored."""
+
+    address = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+    email_key = models.CharField(max_length=64, db_index=True, help_text="sha256 of the lower-cased address.")
+    at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"password reset asked at {self.at:%Y-%m-%d %H:%M} from {self.address or 'unknown'}"

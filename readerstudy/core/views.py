@@ -5,14 +5,14 @@ import secrets
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import PasswordResetConfirmView, redirect_to_login
+from django.contrib.auth.views import PasswordResetConfirmView, PasswordResetView, redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from .accounts import api_token_create, api_token_revoke
+from .accounts import api_token_create, api_token_revoke, password_reset_allowed
 from .health import health_report
 from .roles import Role, redirect_home, role_required, user_role
 
@@ -37,6 +37,8 @@ class InvitationView(PasswordResetConfirmView):
 
     template_name = "registration/set_password.html"
     post_reset_login = True
+    # The lockout backend (django-axes) comes first and logs nobody in: name the one that does.
+    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
     success_url = reverse_lazy("home")
 
 
@@ -83,3 +85,22 @@ def api_token(request: HttpRequest) -> HttpResponse:
         "readerstudy/api_token.html",
         {"token": token, "new_key": new_key, "example_url": request.build_absolute_uri("/api/v1/studies/")},
     )
+
+
+class LimitedPasswordResetView(PasswordResetView):
+    """Django's reset form, with a limit per address and per account (a login lockout is no use
+    if reset links can be asked for without end): over it, the form says so and sends nothing."""
+
+    template_name = "registration/password_reset.html"
+    email_template_name = "registration/password_reset_email.txt"
+    subject_template_name = "registration/password_reset_subject.txt"
+
+    def form_valid(self, form):
+        from axes.helpers import get_client_ip_address  # the address as the login lockout sees it
+
+        if not password_reset_allowed(address=get_client_ip_address(self.request), email=form.cleaned_data["email"]):
+            form.add_error(
+                None, "Too many reset links were asked for from here or for this account: try again in an hour."
+            )
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().form_valid(form)

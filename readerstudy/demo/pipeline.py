@@ -31,7 +31,7 @@ from readerstudy.reading.pools import study_pools_from_bank
 from readerstudy.reading.quiz import QUIZ_SIZE, quiz_pool_counts, quiz_pool_fill
 from readerstudy.reading.readers import reader_add
 from readerstudy.reading.sessions import session_build, study_open
-from readerstudy.reading.studies import study_create
+from readerstudy.reading.studies import researchers_assignable, study_create
 from readerstudy.reading.trials import call_record, trial_current, trial_serve
 from readerstudy.results.observer import machine_observer_create, machine_observer_latest
 
@@ -168,6 +168,7 @@ def demo_study(*, sizes: DemoSizes) -> Study:
         )
         study_pools_from_bank(study=study, seed=0)
         study_open(study=study, seed=0)
+    study.researchers.add(*researchers_assignable())  # the demo's researchers (demo-researcher) see it
     for username, password, role, years in DEMO_READERS:
         user = account_ensure(username=username, password=password, role=Role.READER)
         Reader.objects.get_or_create(user=user, study=study, defaults={"role": role, "years_experience": years})

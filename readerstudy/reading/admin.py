@@ -11,6 +11,7 @@ from .pools import study_pools_from_bank
 from .quiz import quiz_pool_counts
 from .readers import ReaderError, invitation_send, invitation_url, reader_progress
 from .sessions import study_close, study_open, study_pool_counts
+from .studies import researchers_assignable
 
 
 class ReaderInline(admin.TabularInline):
@@ -55,8 +56,16 @@ class StudyAdmin(admin.ModelAdmin):
         ),
         ("Pools", {"fields": ("pools_display", "fixed_main_set", "fixed_training_set")}),
         ("After reading", {"fields": ("show_score_after",)}),
+        ("Who sees the results", {"fields": ("researchers",)}),
         ("Public quiz", {"fields": ("quiz_enabled", "quiz_link")}),
     )
+
+    filter_horizontal = ("researchers",)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "researchers":
+            kwargs["queryset"] = researchers_assignable()
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
         frozen = Study.EVIDENCE_FIELDS if obj is not None and obj.has_started else ()

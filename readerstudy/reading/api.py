@@ -26,6 +26,7 @@ from .dry_run import (
 from .models import DisplayCheck, Reader, ReadingSession, Study, Trial
 from .readers import invitation_send, invitation_url, reader_add, reader_progress
 from .sessions import SessionError, reader_session, study_close, study_open, study_pool_counts
+from .studies import researchers_assignable, studies_visible
 from .trials import (
     CallInvalid,
     CallRefused,
@@ -117,6 +118,7 @@ class CallResultSerializer(serializers.Serializer):
 
 
 NO_STORE = {"Cache-Control": "no-store"}
+READER_THROTTLES: list = []  # a reader's session is never throttled (REST_FRAMEWORK's throttles)
 STUDY_PARAMETER = OpenApiParameter("study", int, required=True)
 
 
@@ -218,6 +220,8 @@ class MySessionView(APIView):
     """The reader's position in a study: phase, index, total, time limit, the current trial's
     token and image URL. Nothing in it tells real from synthetic."""
 
+    throttle_classes = READER_THROTTLES
+
     @extend_schema(parameters=[STUDY_PARAMETER], responses=SessionStateSerializer)
     def get(self, request: Request) -> Response:
         state = _reader_state(_session_or_error(request))
@@ -227,6 +231,8 @@ class MySessionView(APIView):
 class MyCallsView(APIView):
     """Record a call on the current trial. Replays return the stored call; late calls are refused
     and the trial recorded expired."""
+
+    throttle_classes = READER_THROTTLES
 
     @extend_schema(
         parameters=[STUDY_PARAMETER],
@@ -251,6 +257,8 @@ class MyCallsView(APIView):
 class MyViewingView(APIView):
     """The display check's answer and the screen the session is read on, recorded once per
     session (before the first image); a second report changes nothing (200)."""
+
+    throttle_classes = READER_THROTTLES
 
     @extend_schema(
         parameters=[STUDY_PARAMETER],
@@ -370,6 +378,13 @@ class InvitationSerializer(serializers.Serializer):
 class StudySerializer(serializers.ModelSerializer):
     readers = serializers.IntegerField(source="readers.count", read_only=True)
     pools = serializers.SerializerMethodField()
+    researchers = serializers.SlugRelatedField(
+        many=True,
+        slug_field="username",
+        queryset=researchers_assignable(),
+        required=False,
+        help_text="Usernames of the researchers who see this study's results (admins see every study).",
+    )
 
     class Meta:
         model = Study
@@ -384,6 +399,7 @@ class StudySerializer(serializers.ModelSerializer):
             "created_at",
             "readers",
             "pools",
+            "researchers",
         ]
         read_only_fields = ["state", "created_at"]
 
@@ -396,10 +412,12 @@ class StudyViewSet(viewsets.ModelViewSet):
     """Studies: admins create and change them (evidence settings freeze once reading started);
     researchers read them."""
 
-    queryset = Study.objects.order_by("pk")
     serializer_class = StudySerializer
     permission_classes = [AdminWritesResearcherReads]
     http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return studies_visible(user=self.request.user).order_by("pk")
 
     @extend_schema(request=None, responses=StudySerializer)
     @action(detail=True, methods=["post"])
@@ -422,7 +440,11 @@ class ReaderViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
-        readers = Reader.objects.select_related("user", "study").order_by("pk")
+        readers = (
+            Reader.objects.select_related("user", "study")
+            .filter(study__in=studies_visible(user=self.request.user))
+            .order_by("pk")
+        )
         if "study" in self.request.query_params:
             readers = readers.filter(study_id=_study_id(self.request))
         return readers

@@ -61,6 +61,12 @@ class Study(models.Model):
     )
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
     created_at = models.DateTimeField(auto_now_add=True)
+    researchers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="assigned_studies",
+        help_text="The researchers who see this study's results and exports (admins see every study).",
+    )
 
     class Meta:
         verbose_name_plural = "studies"

@@ -1,8 +1,11 @@
-"""Studies: creating one with the protocol's defaults, finding one by name or id."""
+"""Studies: creating one with the protocol's defaults, finding one by name or id, and which
+studies a user may see the results of."""
 
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 
 from readerstudy.core.errors import ApplicationError
+from readerstudy.core.roles import Role, user_role
 
 from .models import Study
 
@@ -33,3 +36,30 @@ def study_get(name_or_id: str) -> Study:
     if study is None:
         raise StudyError(f"No study named {name_or_id!r}.")
     return study
+
+
+def studies_visible(*, user) -> QuerySet[Study]:
+    """THE rule for whose results a user sees: admins every study, researchers the studies they
+    are assigned to, anybody else none. Pages, exports, the API and the observer button ask it."""
+    role = user_role(user)
+    if role is Role.ADMIN:
+        return Study.objects.all()
+    if role is Role.RESEARCHER:
+        return Study.objects.filter(researchers=user)
+    return Study.objects.none()
+
+
+def researchers_assignable():
+    """The users who may be assigned to studies: the researchers (admins see every study anyway)."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.filter(groups__name=Role.RESEARCHER.value).order_by("username")
+
+
+def study_researchers_add(*, study: Study, usernames: list[str]) -> None:
+    """Let these researchers see the study's results; an unknown name or a non-researcher is refused."""
+    users = list(researchers_assignable().filter(username__in=usernames))
+    missing = sorted(set(usernames) - {user.username for user in users})
+    if missing:
+        raise StudyError(f"Not researchers: {', '.join(missing)}. Add them with the researcher role first.")
+    study.researchers.add(*users)

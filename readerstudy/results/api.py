@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from readerstudy.core.roles import AdminWritesResearcherReads
-from readerstudy.reading.models import Study
+from readerstudy.reading.studies import studies_visible
 
 from .exports import CSVRenderer, PlainTextRenderer, ZipRenderer, safe_filename, study_bundle
 from .scoring import CALLS_COLUMNS, TABLE_COLUMNS, calls_rows, imrmc_text, study_table_rows
@@ -21,8 +21,10 @@ class StudyResultsViewSet(viewsets.GenericViewSet):
     """A study's results, for researchers and admins; registered beside the reading app's
     studies, so the paths are ``studies/{id}/results/...``."""
 
-    queryset = Study.objects.order_by("pk")
     permission_classes = [AdminWritesResearcherReads]
+
+    def get_queryset(self):
+        return studies_visible(user=self.request.user).order_by("pk")  # another's study: 404
 
     def _download(self, request: Request, data, *, filename: str) -> Response:
         response = Response(data)

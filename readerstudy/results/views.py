@@ -9,8 +9,8 @@ from django.views.decorators.http import require_POST
 
 from readerstudy.core.jobs import JobState
 from readerstudy.core.roles import Role, role_required
-from readerstudy.reading.models import Study
 from readerstudy.reading.readers import reader_progress
+from readerstudy.reading.studies import studies_visible
 
 from .observer import machine_observer_create, machine_observer_latest
 from .plots import PLOTS
@@ -20,7 +20,7 @@ from .scoring import study_results, study_table_rows, study_viewing_rows
 @role_required(Role.RESEARCHER)
 def results_home(request: HttpRequest) -> HttpResponse:
     """Every study with its readers' progress; each links to its results."""
-    studies = Study.objects.order_by("-created_at")
+    studies = studies_visible(user=request.user).order_by("-created_at")
     rows = [(study, [reader_progress(reader=r) for r in study.readers.all()]) for study in studies]
     summaries = [
         (study, len(progress), sum(p.status == "finished" for p in progress), sum(p.done > 0 for p in progress))
@@ -32,7 +32,7 @@ def results_home(request: HttpRequest) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 def results_study(request: HttpRequest, study_id: int) -> HttpResponse:
     """A study's results: the table, how to read it, plots, downloads."""
-    study = get_object_or_404(Study, pk=study_id)
+    study = get_object_or_404(studies_visible(user=request.user), pk=study_id)
     results = study_results(study=study)
     api = reverse("study-detail", args=[study.pk])
     return render(
@@ -60,7 +60,7 @@ def results_study(request: HttpRequest, study_id: int) -> HttpResponse:
 @require_POST
 def results_machine_observer(request: HttpRequest, study_id: int) -> HttpResponse:
     """Queue a machine observer run for the study (a Celery task on the gpu queue)."""
-    study = get_object_or_404(Study, pk=study_id)
+    study = get_object_or_404(studies_visible(user=request.user), pk=study_id)
     job = machine_observer_create(study=study)  # a refusal becomes a message (ApplicationErrorMiddleware)
     messages.success(request, f"Machine observer {job.pk} queued; its row appears here when it has finished.")
     return redirect("results-study", study_id=study_id)
@@ -70,5 +70,5 @@ def results_machine_observer(request: HttpRequest, study_id: int) -> HttpRespons
 def results_plot(request: HttpRequest, study_id: int, name: str) -> HttpResponse:
     if name not in PLOTS:
         raise Http404
-    study = get_object_or_404(Study, pk=study_id)
+    study = get_object_or_404(studies_visible(user=request.user), pk=study_id)
     return HttpResponse(PLOTS[name](study_results(study=study)), content_type="image/png")

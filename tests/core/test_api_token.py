@@ -5,7 +5,7 @@ import pytest
 from django.test import Client
 
 from readerstudy.reading.models import Study
-from tests.factories import StudyFactory, UserFactory
+from tests.factories import StudyFactory, UserFactory, researcher_of
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ def _refused(response) -> bool:
 
 def test_a_token_fetches_table_csv_and_a_revoked_one_does_not(client):
     study = StudyFactory(name="scripted", state=Study.State.OPEN, pools=(3, 1))
-    client.force_login(UserFactory(role="researchers"))
+    client.force_login(researcher_of(study))
     page = client.get("/accounts/api-token/")
     assert page.status_code == 200 and b"You have no token" in page.content
     made = client.post("/accounts/api-token/", {"action": "create"})

@@ -12,7 +12,7 @@ from readerstudy.core.errors import EvidenceFrozen
 from readerstudy.reading.models import Reader, ReadingSession, Study, Trial
 from readerstudy.reading.readers import ReaderError, invitation_url, reader_add, reader_progress
 from readerstudy.reading.sessions import session_build, study_open
-from tests.factories import REAL, SYNTHETIC, StudyFactory, UserFactory, bank_images
+from tests.factories import REAL, SYNTHETIC, StudyFactory, UserFactory, bank_images, researcher_of
 
 pytestmark = pytest.mark.django_db
 
@@ -165,7 +165,7 @@ def test_an_api_dry_run_records_nothing(client, study):
 
 
 def test_the_studies_and_readers_api_admins_write_researchers_read(client, study, mailoutbox):
-    client.force_login(UserFactory(role="researchers"))
+    client.force_login(researcher_of(study))
     listed = client.get("/api/v1/studies/").json()
     assert listed[0]["name"] == "Readers" and listed[0]["pools"]["main_real"] == 3
     assert client.post("/api/v1/studies/", {"name": "x"}, content_type="application/json").status_code == 403

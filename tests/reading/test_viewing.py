@@ -20,7 +20,7 @@ from readerstudy.reading.viewing import (
     display_check_png,
 )
 from readerstudy.results.exports import calls_csv, study_bundle
-from tests.factories import StudyFactory, UserFactory
+from tests.factories import StudyFactory, UserFactory, researcher_of
 
 pytestmark = pytest.mark.django_db
 
@@ -148,7 +148,7 @@ def test_calls_csv_the_bundle_and_the_study_page_show_the_viewing_conditions(cli
     assert viewing["screen_css_px"] == "1920x1080" and viewing["display_check"] == "both_seen"
     assert viewing["recorded_at"]
 
-    client.force_login(UserFactory(role="researchers"))
+    client.force_login(researcher_of(study))
     page = client.get(f"/results/{study.pk}/").content.decode()
     assert "Viewing conditions" in page and "Chrome 156" in page and "saw both patches" in page
     assert "×6–×8" in page and "1 of 2 calls" in page

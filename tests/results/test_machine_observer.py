@@ -7,7 +7,7 @@ from generator.ml.observer import split_by_group
 from readerstudy.reading.models import Study
 from readerstudy.results.models import MachineObserverJob
 from readerstudy.results.observer import image_group, machine_observer_create
-from tests.factories import REAL, SYNTHETIC, SubjectFactory, UserFactory, VolumeFactory, bank_images
+from tests.factories import REAL, SYNTHETIC, SubjectFactory, UserFactory, VolumeFactory, bank_images, researcher_of
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +39,7 @@ def test_a_persons_scans_form_one_group_and_synthetic_images_are_each_their_own(
 
 
 def test_researchers_queue_it_from_the_results_page_and_a_study_without_pools_is_refused(client, observed_study):
-    client.force_login(UserFactory(role="researchers"))
+    client.force_login(researcher_of(observed_study))
     response = client.post(f"/results/{observed_study.pk}/machine-observer", follow=True)
     assert MachineObserverJob.objects.filter(study=observed_study, state="queued").count() == 1
     assert "queued" in response.content.decode()

@@ -17,7 +17,7 @@ from django.utils import timezone
 from readerstudy.reading.models import Reader, Study, Trial
 from readerstudy.reading.sessions import session_build, study_open
 from readerstudy.reading.trials import call_record, trial_current, trial_serve
-from tests.factories import StudyFactory, UserFactory
+from tests.factories import StudyFactory, UserFactory, researcher_of
 
 pytestmark = pytest.mark.django_db
 
@@ -62,7 +62,7 @@ def _csv(text: str) -> list[dict]:
 
 
 def test_table_counts_equal_a_recomputation_from_calls_and_leave_out_training_and_expired(client, study):
-    client.force_login(UserFactory(role="researchers"))
+    client.force_login(researcher_of(study))
     table = _csv(client.get(f"/api/v1/studies/{study.pk}/results/table/?format=csv").content.decode())
     calls = _csv(client.get(f"/api/v1/studies/{study.pk}/results/calls/?format=csv").content.decode())
     assert len(calls) == 3 * 12 and Counter(c["phase"] for c in calls) == {"main": 30, "training": 6}
@@ -109,7 +109,7 @@ def test_the_imrmc_header_counts_match_its_rows(client, study):
 
 
 def test_the_command_writes_the_same_files_as_the_api(client, study, tmp_path, capsysbinary):
-    client.force_login(UserFactory(role="researchers"))
+    client.force_login(researcher_of(study))
     for name in ("table", "calls"):
         call_command("export_results", study.name, "--format", name, "--out", str(tmp_path / f"{name}.csv"))
         api = client.get(f"/api/v1/studies/{study.pk}/results/{name}/?format=csv")
@@ -138,7 +138,7 @@ def test_the_bundle_holds_what_an_auditor_needs(study, tmp_path):
 
 
 def test_the_results_page_shows_the_table_and_plots(client, study):
-    client.force_login(UserFactory(role="researchers"))
+    client.force_login(researcher_of(study))
     page = client.get(f"/results/{study.pk}/").content.decode()
     assert "nr1" in page and "group: neuroradiologists" in page and "How to read this table" in page
     for plot in ("accuracy", "confusion", "roc"):
@@ -180,7 +180,7 @@ def test_exports_of_an_open_study_hold_only_ended_trials(client):
     trial_serve(session=session, token=abandoned.token, now=now + timedelta(seconds=2))  # then the tab closed
     unserved = set(session.trials.exclude(pk__in=[answered.pk, abandoned.pk]).values_list("bank_image_id", flat=True))
 
-    client.force_login(UserFactory(role="researchers"))
+    client.force_login(researcher_of(study))
     calls = _csv(client.get(f"/api/v1/studies/{study.pk}/results/calls/?format=csv").content.decode())
     assert {(int(c["case"]), c["call"], c["expired"]) for c in calls} == {
         (answered.bank_image_id, "real", "False"),

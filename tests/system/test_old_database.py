@@ -55,6 +55,7 @@ print(json.dumps({
         "synthetic_with_subject": BankImage.objects.filter(image_class="synthetic").exclude(subject=None).count(),
     },
     "observer": [MachineObserverJob.objects.get().state, MachineObserverJob.objects.get().study_id],
+    "researchers": list(study.researchers.values_list("username", flat=True)),
     "content_types": {
         f"{ct.app_label}.{ct.model}": ct.pk
         for ct in ContentType.objects.filter(
@@ -135,6 +136,8 @@ def test_a_database_from_e1e0ce7_migrates_to_head_keeping_every_call(old_install
 
     simulated = [row for row in found["rows"] if row["reader"] == "demo-simulated (simulated)"]
     assert len(simulated) == 1
+    # Access by study (#26): the researchers who saw every study before keep seeing this one.
+    assert found["researchers"] == ["demo-researcher"]
     row = simulated[0]
     main_calls = [c for c in calls_before if c[2] >= 2]  # positions 0-1 are the two training images
     assert row["tp"] + row["fn"] + row["fp"] + row["tn"] + row["expired"] == len(main_calls) == 8

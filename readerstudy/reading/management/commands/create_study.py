@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from readerstudy.core.errors import ApplicationError
 from readerstudy.reading.pools import study_pools_from_bank
 from readerstudy.reading.sessions import study_open
-from readerstudy.reading.studies import study_create
+from readerstudy.reading.studies import study_create, study_researchers_add
 
 
 class Command(BaseCommand):
@@ -43,6 +43,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, help="seed of the pool split and fixed sets")
         parser.add_argument("--open", action="store_true", help="open the study for reading at once")
+        parser.add_argument(
+            "--researcher",
+            action="append",
+            default=[],
+            metavar="USERNAME",
+            help="a researcher who sees the study's results (repeat; admins see every study)",
+        )
 
     def handle(self, *args, **options) -> None:
         consent = ""
@@ -69,6 +76,9 @@ class Command(BaseCommand):
                 show_score_after=options["show_score_after"],
             )
             self.stdout.write(f"Created study {study.pk}: {study.name} (draft).")
+            if options["researcher"]:
+                study_researchers_add(study=study, usernames=options["researcher"])
+                self.stdout.write(f"Its results are open to: {', '.join(options['researcher'])}.")
             if options["pools_from_bank"]:
                 counts = study_pools_from_bank(study=study, seed=options["seed"], matrix_size=options["matrix_size"])
                 self.stdout.write(f"Pools: {counts}")
