@@ -9,7 +9,7 @@ import pytest
 from readerstudy.core.jobs import JobState, job_run
 from readerstudy.results.models import MachineObserverJob
 from readerstudy.results.observer import machine_observer_create, machine_observer_work
-from tests.factories import UserFactory
+from tests.factories import researcher_of
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,7 @@ def test_the_observer_tells_an_easy_generator_apart_and_joins_the_table(client, 
     result = job.result
     assert result["n_scored"] >= 16 and result["tp"] + result["fn"] + result["fp"] + result["tn"] == result["n_scored"]
     assert result["accuracy"] > 0.8 and result["p_value"] < 0.05 and result["significant"]
-    client.force_login(UserFactory(role="researchers"))
+    client.force_login(researcher_of(observed_study))
     table = list(
         csv.DictReader(
             io.StringIO(client.get(f"/api/v1/studies/{observed_study.pk}/results/table/?format=csv").content.decode())
