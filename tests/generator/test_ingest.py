@@ -187,3 +187,21 @@ def test_previews_are_for_admins_only(client, batch):
     client.force_login(UserFactory(role="admins"))
     response = client.get(url)
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
+
+
+def test_the_command_queues_an_upload_job_and_a_dicom_folder_travels_as_a_zip(tmp_path, capsys):
+    import numpy as np
+
+    from tests.factories import write_dicom_series
+
+    series = np.full((40, 50, 30), 100, dtype=np.int16)
+    series[10, 20, 5] = 1000  # not one value throughout: an image
+    folder = write_dicom_series(tmp_path / "series", series)
+    call_command("ingest_volumes", str(folder), "--dataset", "queued", "--queue", "--no-align")
+    assert "Upload job" in capsys.readouterr().out and not Volume.objects.exists()  # nothing ingested here
+    job = UploadJob.objects.get()
+    assert [entry["name"] for entry in job.files] == ["series.zip"] and not job.align
+    job = _ingest_on_worker(job.pk)
+    assert [row["outcome"] for row in job.results] == ["stored"], job.results
+    assert Volume.objects.get().source_format == "dicom"
+    assert AlignmentJob.objects.count() == 0  # --no-align
