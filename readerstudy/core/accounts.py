@@ -29,6 +29,13 @@ def api_token_create(*, user: AbstractBaseUser) -> str:
     return Token.objects.create(user=user).key
 
 
+def api_token_created_at(*, user: AbstractBaseUser):
+    """When the user's API token was made, or None if they have none."""
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.filter(user=user).values_list("created", flat=True).first()
+
+
 def api_token_revoke(*, user: AbstractBaseUser) -> bool:
     """Delete the user's API token; False if there was none."""
     from rest_framework.authtoken.models import Token

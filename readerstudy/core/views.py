@@ -12,7 +12,7 @@ from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from .accounts import api_token_create, api_token_revoke, password_reset_allowed
+from .accounts import api_token_create, api_token_created_at, api_token_revoke, password_reset_allowed
 from .health import health_report
 from .roles import Role, redirect_home, role_required, user_role
 
@@ -70,8 +70,6 @@ def _sees_health_details(request: HttpRequest) -> bool:
 def api_token(request: HttpRequest) -> HttpResponse:
     """A researcher's (or admin's) API token for scripts: create (replacing the old one), revoke.
     The key is shown once, when created."""
-    from rest_framework.authtoken.models import Token
-
     new_key = None
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
@@ -79,11 +77,14 @@ def api_token(request: HttpRequest) -> HttpResponse:
                 messages.success(request, "Your API token is revoked: scripts using it are now refused.")
         else:
             new_key = api_token_create(user=request.user)
-    token = Token.objects.filter(user=request.user).first()
     return render(
         request,
         "readerstudy/api_token.html",
-        {"token": token, "new_key": new_key, "example_url": request.build_absolute_uri("/api/v1/studies/")},
+        {
+            "token_created": api_token_created_at(user=request.user),
+            "new_key": new_key,
+            "example_url": request.build_absolute_uri("/api/v1/studies/"),
+        },
     )
 
 

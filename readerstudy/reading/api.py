@@ -101,9 +101,7 @@ class ViewingResultSerializer(ViewingSerializer):
 def _viewing_conditions(request: Request) -> ViewingConditions:
     body = ViewingSerializer(data=request.data)
     body.is_valid(raise_exception=True)
-    conditions = ViewingConditions(**body.validated_data, browser=request.headers.get("User-Agent", ""))
-    conditions.validate()
-    return conditions
+    return ViewingConditions(**body.validated_data, browser=request.headers.get("User-Agent", ""))
 
 
 class CallResultSerializer(serializers.Serializer):
@@ -325,7 +323,7 @@ class DryRunViewingView(APIView):
     def post(self, request: Request, study_id: int) -> Response:
         study = _dry_run_study(study_id)
         conditions = _viewing_conditions(request)
-        dry_run_display_checked(store=request.session, study=study)
+        dry_run_display_checked(store=request.session, study=study, conditions=conditions)
         return Response(ViewingResultSerializer(vars(conditions) | {"recorded": False}).data)
 
 

@@ -17,6 +17,7 @@ from django.utils.dateparse import parse_datetime
 from .models import Study, Trial
 from .sessions import study_session_plan
 from .trials import LATE_MESSAGE, CallRefused, TrialNotFound, call_decide, call_validate, trial_is_late
+from .viewing import ViewingConditions
 
 STORE_KEY = "synthread_dry_runs"
 CHECKED_KEY = "synthread_dry_run_display_checks"  # study ids whose current dry run had its display check
@@ -67,8 +68,10 @@ def dry_run_display_check_needed(*, store: SessionBase, study: Study) -> bool:
     return study.pk not in store.get(CHECKED_KEY, [])
 
 
-def dry_run_display_checked(*, store: SessionBase, study: Study) -> None:
-    """The admin answered the display check: remembered for this dry run, recorded nowhere."""
+def dry_run_display_checked(*, store: SessionBase, study: Study, conditions: ViewingConditions) -> None:
+    """The admin answered the display check: checked as a reader's, remembered for this dry run,
+    recorded nowhere."""
+    conditions.validate()
     if dry_run_display_check_needed(store=store, study=study):
         store[CHECKED_KEY] = [*store.get(CHECKED_KEY, []), study.pk]
 

@@ -84,22 +84,14 @@
     }
   }
 
-  // Browser zoom changes the device pixel ratio. A media query on the current ratio says so in
-  // most browsers; a look twice a second catches the rest (and emulated ratio changes).
+  // Browser zoom changes the device pixel ratio (and fires "resize"); a window moved to another
+  // screen changes it without one: a look twice a second catches that (and emulated changes).
   let lastRatio = window.devicePixelRatio;
-  function ratioChanged() {
+  setInterval(() => {
     if (window.devicePixelRatio === lastRatio) return;
     lastRatio = window.devicePixelRatio;
     rescale();
-    watchPixelRatio();
-  }
-  function watchPixelRatio() {
-    window.matchMedia(`(resolution: ${window.devicePixelRatio}dppx)`).addEventListener("change", ratioChanged, {
-      once: true,
-    });
-  }
-  watchPixelRatio();
-  setInterval(ratioChanged, 500);
+  }, 500);
   window.addEventListener("resize", rescale);
   window.addEventListener("scroll", rescale, { passive: true }); // the image is fixed to the viewport
   new ResizeObserver(rescale).observe(document.body); // anything above the frame moved it
