@@ -1,5 +1,6 @@
 # SynthRead: `make demo` serves a ready demo; `make test` runs every test. Each target sets up
-# .venv from requirements.txt when it is missing or older than the requirements.
+# .venv from requirements-dev.lock (every package, pinned, with its hashes) when it is missing or
+# older than the lock; `make lock` regenerates the locks from the requirements*.txt inputs.
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
@@ -8,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
 
-.PHONY: demo test test-fast bench lint format screenshots install clean chromium
+.PHONY: demo test test-fast bench lint format screenshots install lock clean chromium
 
 # Browser-side test tools from npm (axe-core for the accessibility scan), locked in package-lock.json.
 NODE_TOOLS := node_modules/.installed
@@ -18,10 +19,26 @@ $(NODE_TOOLS): package.json package-lock.json
 
 install: $(INSTALLED)
 
-$(INSTALLED): requirements.txt
+# The locks are for CPython 3.11 on Linux x86_64, as the images.
+$(INSTALLED): requirements-dev.lock
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install -r requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+	  { echo "The locks are for Python 3.11: remove $(VENV) and make it with python3.11 -m venv $(VENV)"; exit 1; }
+	$(PYTHON) -m pip install --require-hashes -r requirements-dev.lock
 	touch $(INSTALLED)
+
+# Compile the inputs (requirements.txt: server and workers; requirements-gpu.txt: the same with
+# CUDA TensorFlow; requirements-dev.txt: plus tests and tools) into hash-locked files. The
+# runtime lock comes first and constrains the other two, so a package common to them has one
+# version everywhere. A version already locked is kept; `make lock LOCK_UPGRADE=--upgrade` moves
+# every package to its newest release the pins allow.
+LOCK_UPGRADE ?=
+UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+  --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" $(LOCK_UPGRADE)
+lock: $(INSTALLED)
+	$(UV_COMPILE) requirements.txt -o requirements.lock
+	$(UV_COMPILE) requirements-gpu.txt -c requirements.lock -o requirements-gpu.lock
+	$(UV_COMPILE) requirements-dev.txt -c requirements.lock -o requirements-dev.lock
 
 demo: $(INSTALLED)
 	$(PYTHON) manage.py demo

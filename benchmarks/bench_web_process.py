@@ -120,6 +120,7 @@ def _app_environment(folder: Path) -> dict:
         "DJANGO_SETTINGS_MODULE": "readerstudy.settings",
         "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
         "SYNTHREAD_VAR_DIR": str(var),
+        "STATIC_ROOT": str(var / "staticfiles"),  # the link to the collected cache (_prepare)
         "MEDIA_ROOT": str(var / "media"),
         "TRAINING_WORK_DIR": str(var / "training"),
         "CELERY_BROKER_URL": "filesystem://localhost/",  # the embedded default
@@ -132,10 +133,12 @@ def _prepare(env: dict) -> None:
     var.mkdir()
     _manage(env, "migrate", "--noinput")
     manifest = STATIC_CACHE / "staticfiles.json"
-    sources = [ROOT / "requirements.txt", *(path for path in (ROOT / "static").rglob("*") if path.is_file())]
+    # What bin/web compares with its manifest: static/, the requirements and their lock files.
+    requirements = [ROOT / "requirements.txt", *ROOT.glob("requirements*.lock")]
+    sources = [*requirements, *(path for path in (ROOT / "static").rglob("*") if path.is_file())]
     if not manifest.exists() or any(path.stat().st_mtime > manifest.stat().st_mtime for path in sources):
         print(f"collecting the static files into {STATIC_CACHE} (once; whitenoise compresses them: a minute or so)")
-        _manage(env | {"SYNTHREAD_VAR_DIR": str(STATIC_CACHE.parent)}, "collectstatic", "--noinput", "-v", "0")
+        _manage(env | {"STATIC_ROOT": str(STATIC_CACHE)}, "collectstatic", "--noinput", "-v", "0")
     (var / "staticfiles").symlink_to(STATIC_CACHE, target_is_directory=True)
 
 

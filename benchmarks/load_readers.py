@@ -318,8 +318,8 @@ def _free_port() -> int:
 class _web:
     """``bin/web`` itself (what docker-compose's web runs) on a free loopback port, on this
     database. Its static files go to var/bench_load/, where bin/web collects them once and again
-    only when static/ changes (the benchmark's database is migrated already: its migrate finds
-    nothing to do)."""
+    only when static/ changes (the benchmark's database is migrated already: bin/web's one check
+    for pending migrations passes and it starts at once)."""
 
     def __init__(self, folder: Path) -> None:
         from django.conf import settings
@@ -334,6 +334,8 @@ class _web:
             "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "SYNTHREAD_VAR_DIR": str(STATIC_VAR_DIR),
+            # Where this process looks too (main()), whatever STATIC_ROOT the shell has.
+            "STATIC_ROOT": str(STATIC_VAR_DIR / "staticfiles"),
             "WEB_BIND": f"127.0.0.1:{self.port}",
             "WEB_CONCURRENCY": str(WEB_WORKERS),
             "WEB_THREADS": str(WEB_THREADS),

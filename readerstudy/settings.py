@@ -34,7 +34,6 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_celery_results",
     "axes",
     "readerstudy.core",
     "generator",
@@ -146,7 +145,9 @@ USE_TZ = True
 
 # --- Files ----------------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "staticfiles"
+# The production image collects static files when it is built (each web container has its own
+# copy, so web nodes share no disk); elsewhere bin/web collects them into var/.
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
@@ -216,9 +217,10 @@ else:
     # for hours, so a short timeout would start duplicate deliveries; dead workers are handled
     # by the job lease instead (readerstudy/core/jobs.py), which does not wait for this.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=12 * 3600)}
-CELERY_RESULT_BACKEND = "django-db"
-CELERY_RESULT_EXTENDED = True
-CELERY_TASK_TRACK_STARTED = True
+# No result backend: a job keeps its state, progress and log on its own row
+# (readerstudy/core/jobs.py) and nothing reads what a task returns, so storing it would be a
+# write per task, beat's every 30 s included, that nobody reads.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Routes by task name: GPU work (training, bank filling) goes to the `gpu` queue, whose worker
 # runs one task at a time; everything else to `default`.

@@ -47,3 +47,30 @@ def _remove_empty_folders(prefix: str, storage: Storage) -> None:
             folder.rmdir()
     with contextlib.suppress(OSError):
         root.rmdir()
+
+
+def storage_bucket_ensure(storage: Storage | None = None) -> str:
+    """Create the bucket media goes to when it does not exist yet, so a fresh MinIO needs no
+    console (docker-compose's migrate step runs this); says what it found."""
+    storage = storage or default_storage
+    bucket_name = getattr(storage, "bucket_name", None)
+    if bucket_name is None:
+        return "Media are on local disk: no bucket to create."
+    from botocore.exceptions import ClientError  # only S3 set-ups have it loaded
+
+    client = storage.connection.meta.client
+    try:
+        client.head_bucket(Bucket=bucket_name)
+        return f"Bucket {bucket_name!r} exists."
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("404", "NoSuchBucket"):
+            raise  # a wrong key or a bucket of somebody else's: say so, never create around it
+    client.create_bucket(Bucket=bucket_name, **_location(client.meta.region_name))
+    return f"Bucket {bucket_name!r} created."
+
+
+def _location(region: str | None) -> dict:
+    """S3 refuses a location constraint for its first region and needs one for every other."""
+    if not region or region == "us-east-1":
+        return {}
+    return {"CreateBucketConfiguration": {"LocationConstraint": region}}

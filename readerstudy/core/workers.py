@@ -28,6 +28,11 @@ def workers_alive() -> list[WorkerHeartbeat]:
     return list(WorkerHeartbeat.objects.filter(last_seen__gte=horizon).order_by("name"))
 
 
+def workers_alive_on(*, host: str) -> list[WorkerHeartbeat]:
+    """The live workers of one machine (node names end in "@host"): a container's health check."""
+    return [worker for worker in workers_alive() if worker.name.endswith(f"@{host}")]
+
+
 class WorkerHeartbeatThread(threading.Thread):
     def __init__(self, *, name: str, queues: str) -> None:
         super().__init__(name="worker-heartbeat", daemon=True)

@@ -5,15 +5,13 @@ import csv
 import hashlib
 import io
 import json
-import os
-import subprocess
 import zipfile
 from pathlib import Path
 
-from django.conf import settings
 from rest_framework.renderers import BaseRenderer
 
 from generator.models import BankFillJob, BankImage, TrainingJob, VolumeCorrection
+from readerstudy.core.provenance import code_version, installed_packages
 from readerstudy.reading.models import ReadingSession, Study
 from readerstudy.reading.viewing import session_viewing
 
@@ -83,18 +81,6 @@ def table_csv(*, study: Study) -> str:
 
 def calls_csv(*, study: Study) -> str:
     return rows_to_csv(calls_rows(study=study), CALLS_COLUMNS)
-
-
-def code_version() -> str:
-    """The code's git commit (or SYNTHREAD_CODE_VERSION where the image has no .git)."""
-    if os.environ.get("SYNTHREAD_CODE_VERSION"):
-        return os.environ["SYNTHREAD_CODE_VERSION"]
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _study_settings(study: Study) -> dict:
@@ -214,6 +200,7 @@ def study_bundle(*, study: Study) -> bytes:
         "bank_manifest.csv": rows_to_csv(manifest, MANIFEST_COLUMNS),
         "generators.json": json.dumps(_generators(images), indent=2),
         "code_version.txt": code_version() + "\n",
+        "packages.txt": installed_packages(),
         "audit_log.json": json.dumps(_audit_log(images), indent=2),
         "table.csv": table_csv(study=study),
         "calls.csv": calls_csv(study=study),
@@ -237,6 +224,7 @@ sessions.json      every reader's session: seed, training and main order (bank i
 bank_manifest.csv  every bank image a reader saw: class, provenance, pixel checksum, status
 generators.json    the training jobs behind the synthetic images: configuration, sha256, collapse verdict
 code_version.txt   the SynthRead git commit that produced this bundle
+packages.txt       the Python, the platform and every installed distribution (name==version) that produced it
 audit_log.json     admin decisions: alignment fixes of source volumes, fills from a collapsed generator, exclusions
 table.csv          one row per reader and per group (columns documented in SynthRead's README)
 calls.csv          one row per trial, with how its image was on screen (scale factor k, full screen)

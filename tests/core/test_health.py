@@ -1,5 +1,7 @@
 """/healthz: the database, the broker, and whether any worker is alive."""
 
+import io
+
 import pytest
 
 from tests.factories import UserFactory
@@ -54,3 +56,23 @@ def test_healthz_reports_a_broker_that_does_not_answer(admin_client, settings):
         current_app.conf.broker_write_url = settings.CELERY_BROKER_URL
     assert status == 503
     assert report["broker"]["ok"] is False and report["broker"]["error"]
+
+
+@pytest.mark.django_db
+def test_worker_alive_answers_for_the_workers_of_one_host(settings):
+    from datetime import timedelta
+
+    from django.core.management import CommandError, call_command
+    from django.utils import timezone
+
+    from readerstudy.core.models import WorkerHeartbeat
+
+    now = timezone.now()
+    stale = now - timedelta(seconds=4 * settings.WORKER_HEARTBEAT_S)
+    for name, last_seen in (("gpu-1@box-a", now), ("cpu-7@box-b", stale), ("cpu-1@box-ab", now)):
+        WorkerHeartbeat.objects.create(name=name, queues="q", pid=1, started_at=now, last_seen=last_seen)
+    out = io.StringIO()
+    call_command("worker_alive", "--host", "box-a", stdout=out)
+    assert out.getvalue().strip() == "gpu-1@box-a"  # not box-ab's
+    with pytest.raises(CommandError, match="No worker on box-b"):
+        call_command("worker_alive", "--host", "box-b")  # its last beat is too old

@@ -5,9 +5,11 @@ and only researchers and admins see any of it."""
 
 import csv
 import io
+import platform
 import zipfile
 from collections import Counter
 from datetime import timedelta
+from importlib import metadata
 
 import numpy as np
 import pytest
@@ -128,13 +130,19 @@ def test_the_bundle_holds_what_an_auditor_needs(study, tmp_path):
         names = {name.split("/", 1)[1] for name in bundle.namelist()}
         manifest = _csv(bundle.read("Results-study/bank_manifest.csv").decode())
         sessions = bundle.read("Results-study/sessions.json").decode()
+        packages = bundle.read("Results-study/packages.txt").decode().splitlines()
     assert names == {
         "README.txt", "study.json", "sessions.json", "bank_manifest.csv", "generators.json", "code_version.txt",
-        "audit_log.json", "table.csv", "calls.csv", "study.imrmc",
+        "packages.txt", "audit_log.json", "table.csv", "calls.csv", "study.imrmc",
     }  # fmt: skip
     seen = set(Trial.objects.filter(session__reader__study=study).values_list("bank_image_id", flat=True))
     assert sorted(int(row["id"]) for row in manifest) == sorted(seen)  # every image any reader saw, once
     assert all(row["pixel_checksum"] for row in manifest) and '"seed"' in sessions
+    # The installed distributions, as importlib.metadata reports them, after the Python and platform.
+    assert packages[0].startswith(f"# Python {platform.python_version()} ")
+    for name in ("Django", "djangorestframework", "numpy"):
+        assert f"{name}=={metadata.version(name)}" in packages
+    assert packages[1:] == sorted(packages[1:], key=lambda line: line.split("==")[0].lower())
 
 
 def test_the_results_page_shows_the_table_and_plots(client, study):

@@ -123,6 +123,7 @@ def test_a_database_from_e1e0ce7_migrates_to_head_keeping_every_call(old_install
         _query(database, "SELECT model, id FROM django_content_type WHERE app_label = 'readerstudy'")
     )
     assert len(calls_before) == 10 and all(call for _, _, _, _, call, *_ in calls_before)
+    assert len(_query(database, "SELECT id FROM django_celery_results_taskresult")) > 0  # what core 0003 drops
 
     migrated = _manage(old_installation, "migrate", "--noinput")
     assert migrated.returncode == 0, migrated.stderr
@@ -130,6 +131,17 @@ def test_a_database_from_e1e0ce7_migrates_to_head_keeping_every_call(old_install
     assert _manage(old_installation, "makemigrations", "--check", "--dry-run").returncode == 0
 
     assert _query(database, CALLS) == calls_before  # not one call lost or altered
+    # django-celery-results has left (core 0003): its tables, its migration history, its content
+    # types and their permissions.
+    leftovers = {
+        "tables": "SELECT name FROM sqlite_master WHERE name LIKE 'django_celery_results%'",
+        "migrations": "SELECT name FROM django_migrations WHERE app = 'django_celery_results'",
+        "content types": "SELECT id FROM django_content_type WHERE app_label = 'django_celery_results'",
+        "permissions": (
+            "SELECT id FROM auth_permission WHERE content_type_id NOT IN (SELECT id FROM django_content_type)"
+        ),
+    }
+    assert {what: _query(database, sql) for what, sql in leftovers.items()} == {what: [] for what in leftovers}
     read = _manage(old_installation, "shell", "-c", READ_BACK)
     assert read.returncode == 0, read.stderr
     found = json.loads(read.stdout.strip().splitlines()[-1])

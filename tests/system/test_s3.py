@@ -15,6 +15,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.utils import timezone
 
 from generator.models import BankImage, TrainingJob, UploadJob, Volume
@@ -139,3 +140,32 @@ def test_the_bundle_reads_its_images_and_generators_from_s3(s3_storage, client):
     with zipfile.ZipFile(io.BytesIO(study_bundle(study=study))) as bundle:
         generators = json.loads(bundle.read(next(n for n in bundle.namelist() if n.endswith("generators.json"))))
     assert generators[0]["generator_sha256"] == hashlib.sha256(b"a generator").hexdigest()
+
+
+def test_ensure_bucket_creates_a_missing_bucket_once(s3_storage, settings):
+    fresh = f"{s3_storage['AWS_STORAGE_BUCKET_NAME']}-fresh"
+    settings.AWS_STORAGE_BUCKET_NAME = fresh
+    settings.STORAGES = {**settings.STORAGES}  # a new default_storage, on the fresh bucket's name
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_storage["AWS_S3_ENDPOINT_URL"],
+        aws_access_key_id=s3_storage["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3_storage["AWS_SECRET_ACCESS_KEY"],
+        region_name=s3_storage["AWS_S3_REGION_NAME"],
+    )
+    assert fresh not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
+    out = io.StringIO()
+    call_command("ensure_bucket", stdout=out)
+    assert out.getvalue().strip() == f"Bucket {fresh!r} created."
+    assert fresh in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
+    call_command("ensure_bucket", stdout=out)
+    assert out.getvalue().splitlines()[-1] == f"Bucket {fresh!r} exists."
+    default_storage.save("bank/x.png", ContentFile(b"x"))  # and media go there
+    assert [item["Key"] for item in s3.list_objects_v2(Bucket=fresh)["Contents"]] == ["bank/x.png"]
+
+
+def test_ensure_bucket_on_local_disk_does_nothing(settings, tmp_path):
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}}
+    out = io.StringIO()
+    call_command("ensure_bucket", stdout=out)
+    assert out.getvalue().strip() == "Media are on local disk: no bucket to create."
