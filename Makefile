@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
 
-.PHONY: demo test test-fast bench lint format screenshots install lock clean chromium
+.PHONY: demo test test-fast bench lint format screenshots install lock clean debian-tools
 
 # Browser-side test tools from npm (axe-core for the accessibility scan), locked in package-lock.json.
 NODE_TOOLS := node_modules/.installed
@@ -43,18 +43,20 @@ lock: $(INSTALLED)
 demo: $(INSTALLED)
 	$(PYTHON) manage.py demo
 
-# The browser tests drive Debian's Chromium (Playwright's own browser download does not work here).
-CHROMIUM := /usr/bin/chromium
-chromium:
-	@test -x $(CHROMIUM) || { echo "Installing Debian's chromium for the browser tests ..."; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-	  || { echo "Could not install chromium: run 'apt-get install -y chromium' as root."; exit 1; }
+# Debian's packages the system tests drive: Chromium for the browser tests (Playwright's own
+# browser download does not work here) and Caddy, the production proxy (tests/system/test_proxy.py).
+DEBIAN_TOOLS := chromium caddy
+debian-tools:
+	@missing=""; for tool in $(DEBIAN_TOOLS); do test -x /usr/bin/$$tool || missing="$$missing $$tool"; done; \
+	  [ -z "$$missing" ] || { echo "Installing Debian's$$missing for the system tests ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+	  || { echo "Could not install$$missing: run 'apt-get install -y$$missing' as root."; exit 1; }
 
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL)
 
 # Every test, both tiers (what CI runs). The import contracts (pyproject.toml) first: a broken
 # architecture fails before the tests run.
-test: $(INSTALLED) $(NODE_TOOLS) chromium
+test: $(INSTALLED) $(NODE_TOOLS) debian-tools
 	$(VENV)/bin/lint-imports
 	$(TEST_ENV) $(PYTHON) -m pytest
 
@@ -63,7 +65,7 @@ test-fast: $(INSTALLED)
 	$(TEST_ENV) $(PYTHON) -m pytest -m "not system"
 
 # Refresh the README's pictures: the demo's end-to-end test, writing into docs/screenshots.
-screenshots: $(INSTALLED) $(NODE_TOOLS) chromium
+screenshots: $(INSTALLED) $(NODE_TOOLS) debian-tools
 	SYNTHREAD_SCREENSHOTS=$(CURDIR)/docs/screenshots $(TEST_ENV) $(PYTHON) -m pytest tests/system/test_demo.py
 
 bench: $(INSTALLED)

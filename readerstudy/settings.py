@@ -132,7 +132,11 @@ SESSION_COOKIE_HTTPONLY = True
 # of them appended to X-Forwarded-For (a client can write anything in front of it). Production
 # (DJANGO_HTTPS) sits behind one by default; without a proxy the address is the connection's.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if HTTPS else 0)
-AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT or None
+# python-ipware (the lockout's and the reset limit's address) counts the proxies *listed* in
+# X-Forwarded-For, and the nearest one is never listed (its address is the connection's): behind
+# one proxy the client is the last entry, ipware's count 0. With 1 it found no client behind Caddy,
+# which writes only the client's address, and every address became one (tests/system/test_proxy.py).
+AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT - 1 if TRUSTED_PROXY_COUNT else None
 AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR",) if TRUSTED_PROXY_COUNT else ("REMOTE_ADDR",)
 if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -280,6 +284,9 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
     ],
+    # The throttles' client address: X-Forwarded-For's entry that the nearest trusted proxy wrote
+    # (0: the connection's address; a client's own X-Forwarded-For is then ignored).
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("API_THROTTLE_ANON", default="120/minute"),
         "user": env("API_THROTTLE_USER", default="3000/hour"),

@@ -96,7 +96,9 @@ def test_a_tls_proxy_fronts_every_web_replica_and_django_trusts_only_it():
     assert any(volume.startswith("caddy-data:") for volume in proxy["volumes"])  # certificates survive restarts
     caddyfile = (REPO / "deploy" / "Caddyfile").read_text()
     assert "{$SYNTHREAD_DOMAIN} {" in caddyfile  # a named site: automatic certificates and http → https
-    assert re.search(r"dynamic a \{\s*name web\s*port 8000", caddyfile)  # every replica, found by DNS
+    # Every replica, found by DNS (the test knobs left at production's values by the stack).
+    assert re.search(r"dynamic a \{\s*name \{\$WEB_UPSTREAM_NAME:web\}\s*port \{\$WEB_UPSTREAM_PORT:8000\}", caddyfile)
+    assert set(proxy["environment"]) == {"SYNTHREAD_DOMAIN", "ACME_EMAIL"}
     environment = services()["web"]["environment"]
     assert environment["DJANGO_HTTPS"] == "true" and environment["TRUSTED_PROXY_COUNT"] == "1"
     assert environment["DJANGO_CSRF_TRUSTED_ORIGINS"] == "https://${SYNTHREAD_DOMAIN}"

@@ -3,7 +3,9 @@ database and Redis. Only tests under tests/system can ask for them."""
 
 import os
 import secrets
+import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -85,6 +87,26 @@ CHROMIUM_ARGS = [
 # Playwright's sync API runs an event loop in the test's thread; Django's ORM refuses such threads
 # unless told it is safe (it is: the test, not the browser, talks to the database).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="session")
+def collected_static(tmp_path_factory) -> Path:
+    """A STATIC_ROOT collected once for the web processes the tests start (STATIC_ROOT=...)."""
+    static_root = tmp_path_factory.mktemp("staticfiles")
+    done = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=REPO,
+        env={**os.environ, "STATIC_ROOT": str(static_root)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    # Dated a day ahead: others edit static/ and the requirements in this tree while tests run, and
+    # bin/web would collect again (two web processes at once, into this one folder).
+    ahead = time.time() + 86_400
+    os.utime(static_root / "staticfiles.json", (ahead, ahead))
+    return static_root
 
 
 @pytest.fixture(scope="session")

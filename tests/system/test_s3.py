@@ -30,16 +30,20 @@ from tests.support import wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _bucket(env: dict) -> list[str]:
-    """Every object key in the test's bucket, asked of S3 directly."""
-    s3 = boto3.client(
+def _s3(env: dict):
+    """A client of the test's S3 server, to ask it directly."""
+    return boto3.client(
         "s3",
         endpoint_url=env["AWS_S3_ENDPOINT_URL"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name=env["AWS_S3_REGION_NAME"],
     )
-    listed = s3.list_objects_v2(Bucket=env["AWS_STORAGE_BUCKET_NAME"])
+
+
+def _bucket(env: dict) -> list[str]:
+    """Every object key in the test's bucket, asked of S3 directly."""
+    listed = _s3(env).list_objects_v2(Bucket=env["AWS_STORAGE_BUCKET_NAME"])
     return sorted(item["Key"] for item in listed.get("Contents", []))
 
 
@@ -146,13 +150,7 @@ def test_ensure_bucket_creates_a_missing_bucket_once(s3_storage, settings):
     fresh = f"{s3_storage['AWS_STORAGE_BUCKET_NAME']}-fresh"
     settings.AWS_STORAGE_BUCKET_NAME = fresh
     settings.STORAGES = {**settings.STORAGES}  # a new default_storage, on the fresh bucket's name
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_storage["AWS_S3_ENDPOINT_URL"],
-        aws_access_key_id=s3_storage["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=s3_storage["AWS_SECRET_ACCESS_KEY"],
-        region_name=s3_storage["AWS_S3_REGION_NAME"],
-    )
+    s3 = _s3(s3_storage)
     assert fresh not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
     out = io.StringIO()
     call_command("ensure_bucket", stdout=out)

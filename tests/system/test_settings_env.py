@@ -50,7 +50,8 @@ def _settings_under(env: dict) -> dict:
     code = (
         "import json; from readerstudy import settings as s; print(json.dumps({name: getattr(s, name, None) "
         "for name in ['SESSION_COOKIE_SECURE', 'SESSION_COOKIE_HTTPONLY', 'CSRF_COOKIE_SECURE', "
-        "'CSRF_COOKIE_HTTPONLY', 'SECURE_PROXY_SSL_HEADER', 'SECURE_HSTS_SECONDS']}))"
+        "'CSRF_COOKIE_HTTPONLY', 'SECURE_PROXY_SSL_HEADER', 'SECURE_HSTS_SECONDS', 'AXES_IPWARE_PROXY_COUNT', "
+        "'AXES_IPWARE_META_PRECEDENCE_ORDER']} | {'NUM_PROXIES': s.REST_FRAMEWORK['NUM_PROXIES']}))"
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     result = subprocess.run(
@@ -92,7 +93,12 @@ def test_behind_https_cookies_are_secure_and_the_session_cookie_httponly():
     assert https["SESSION_COOKIE_SECURE"] and https["CSRF_COOKIE_SECURE"] and https["SESSION_COOKIE_HTTPONLY"]
     assert https["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
     assert https["SECURE_HSTS_SECONDS"] > 0
+    # Behind one proxy the client is the X-Forwarded-For entry that proxy wrote, the last: python-ipware
+    # counts listed proxies (none listed), DRF's throttles the proxies themselves (one).
+    assert https["AXES_IPWARE_META_PRECEDENCE_ORDER"] == ["HTTP_X_FORWARDED_FOR"]
+    assert https["AXES_IPWARE_PROXY_COUNT"] == 0 and https["NUM_PROXIES"] == 1
     # The reading page's script reads the CSRF cookie to send it back, so that one stays readable.
     assert not https["CSRF_COOKIE_HTTPONLY"]
     local = _settings_under({})
     assert not local["SESSION_COOKIE_SECURE"] and local["SESSION_COOKIE_HTTPONLY"]
+    assert local["AXES_IPWARE_META_PRECEDENCE_ORDER"] == ["REMOTE_ADDR"] and local["NUM_PROXIES"] == 0

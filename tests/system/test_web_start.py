@@ -4,7 +4,7 @@ migrations; `bin/web --migrate` migrates by itself (one machine, one web process
 
 Each test gets a PostgreSQL database of its own, created empty and dropped afterwards (not the
 suite's test database: that one is migrated already). The static files are collected once for the
-module, so no web process spends its minute compressing them."""
+session (``collected_static``), so no web process spends its minute compressing them."""
 
 import os
 import secrets
@@ -45,26 +45,6 @@ def fresh_database() -> str:
     with psycopg.connect(_server_url("postgres"), autocommit=True) as server:
         # FORCE: a web process killed a moment ago may not have closed its connection yet.
         server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def collected_static(tmp_path_factory) -> Path:
-    """A STATIC_ROOT collected once for this module's web processes."""
-    static_root = tmp_path_factory.mktemp("staticfiles")
-    done = subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env={**os.environ, "STATIC_ROOT": str(static_root)},
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr
-    # Dated a day ahead: others edit static/ and the requirements in this tree while tests run, and
-    # bin/web would collect again (two web processes at once, into this one folder).
-    ahead = time.time() + 86_400
-    os.utime(static_root / "staticfiles.json", (ahead, ahead))
-    return static_root
 
 
 def _web_env(*, database_url: str, var_dir: Path, static_root: Path, port: int) -> dict:
