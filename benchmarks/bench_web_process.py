@@ -133,9 +133,8 @@ def _prepare(env: dict) -> None:
     var.mkdir()
     _manage(env, "migrate", "--noinput")
     manifest = STATIC_CACHE / "staticfiles.json"
-    # What bin/web compares with its manifest: static/, the requirements and their lock files.
-    requirements = [ROOT / "requirements.txt", *ROOT.glob("requirements*.lock")]
-    sources = [*requirements, *(path for path in (ROOT / "static").rglob("*") if path.is_file())]
+    # What bin/web compares with its manifest: static/ and the lock files.
+    sources = [*ROOT.glob("requirements*.lock"), *(path for path in (ROOT / "static").rglob("*") if path.is_file())]
     if not manifest.exists() or any(path.stat().st_mtime > manifest.stat().st_mtime for path in sources):
         print(f"collecting the static files into {STATIC_CACHE} (once; whitenoise compresses them: a minute or so)")
         _manage(env | {"STATIC_ROOT": str(STATIC_CACHE)}, "collectstatic", "--noinput", "-v", "0")

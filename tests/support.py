@@ -40,11 +40,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def database_url() -> str:
-    """The URL of the database the tests run on (pytest-django's test database)."""
+def database_url(name: str | None = None) -> str:
+    """The URL of the database the tests run on (pytest-django's test database), or of another
+    database ``name`` on the same server."""
     db = connection.settings_dict
     credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name or db['NAME']}"
 
 
 class Process:

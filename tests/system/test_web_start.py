@@ -19,39 +19,32 @@ import psycopg
 import pytest
 from django.db import connection
 
-from tests.support import REPO, free_port, wait_for
+from tests.support import REPO, database_url, free_port, wait_for
 
 pytestmark = pytest.mark.services
 
 WAITING = "bin/web: waiting for the database's migrations (run bin/migrate; compose's migrate service does)"
 
 
-def _server_url(database: str) -> str:
-    settings_dict = connection.settings_dict
-    if settings_dict["ENGINE"] != "django.db.backends.postgresql":
-        pytest.fail("These tests need DATABASE_URL=postgres://...; run them with `make test`.")
-    credentials = settings_dict["USER"] + (f":{settings_dict['PASSWORD']}" if settings_dict["PASSWORD"] else "")
-    host = settings_dict["HOST"] or "127.0.0.1"
-    return f"postgres://{credentials}@{host}:{settings_dict['PORT'] or 5432}/{database}"
-
-
 @pytest.fixture
 def fresh_database() -> str:
     """The URL of a new, empty PostgreSQL database; dropped when the test ends."""
+    if connection.vendor != "postgresql":
+        pytest.fail("These tests need DATABASE_URL=postgres://...; run them with `make test`.")
     name = f"test_webstart_{secrets.token_hex(4)}"
-    with psycopg.connect(_server_url("postgres"), autocommit=True) as server:
+    with psycopg.connect(database_url("postgres"), autocommit=True) as server:
         server.execute(f'CREATE DATABASE "{name}"')
-    yield _server_url(name)
-    with psycopg.connect(_server_url("postgres"), autocommit=True) as server:
+    yield database_url(name)
+    with psycopg.connect(database_url("postgres"), autocommit=True) as server:
         # FORCE: a web process killed a moment ago may not have closed its connection yet.
         server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _web_env(*, database_url: str, var_dir: Path, static_root: Path, port: int) -> dict:
+def _web_env(*, database: str, var_dir: Path, static_root: Path, port: int) -> dict:
     env = {key: value for key, value in os.environ.items() if key not in {"WEB_MIGRATE", "WEB_MIGRATE_WAIT_S"}}
     return env | {
         "PYTHON": sys.executable,
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": database,
         "SYNTHREAD_VAR_DIR": str(var_dir),
         "MEDIA_ROOT": str(var_dir / "media"),
         "STATIC_ROOT": str(static_root),
@@ -73,19 +66,19 @@ def _healthz_status(port: int) -> int | None:
         return None
 
 
-def _stand_in_worker(database_url: str) -> None:
+def _stand_in_worker(url: str) -> None:
     """A worker's heartbeat row, written as bin/worker would: /healthz is 200 only with a live worker,
     and starting a real one would only slow these tests down."""
-    with psycopg.connect(database_url, autocommit=True) as database:
+    with psycopg.connect(url, autocommit=True) as database:
         database.execute(
             "INSERT INTO readerstudy_workerheartbeat (name, queues, pid, started_at, last_seen) "
             "VALUES ('stand-in@test', 'default', 1, now(), now())"
         )
 
 
-def _applied_migrations(database_url: str) -> tuple[int, list]:
+def _applied_migrations(url: str) -> tuple[int, list]:
     """How many rows django_migrations holds, and the (app, name) recorded twice or more."""
-    with psycopg.connect(database_url) as database:
+    with psycopg.connect(url) as database:
         total = database.execute("SELECT count(*) FROM django_migrations").fetchone()[0]
         twice = database.execute(
             "SELECT app, name FROM django_migrations GROUP BY app, name HAVING count(*) > 1"
@@ -93,8 +86,8 @@ def _applied_migrations(database_url: str) -> tuple[int, list]:
     return total, twice
 
 
-def _has_table(database_url: str, table: str) -> bool:
-    with psycopg.connect(database_url) as database:
+def _has_table(url: str, table: str) -> bool:
+    with psycopg.connect(url) as database:
         return database.execute("SELECT to_regclass(%s) IS NOT NULL", [table]).fetchone()[0]
 
 
@@ -113,7 +106,7 @@ def test_web_replicas_wait_for_bin_migrate_and_the_migrations_run_once(
     def start_web(index: int):
         port = free_port()
         env = _web_env(
-            database_url=fresh_database, var_dir=tmp_path / f"var-{index}", static_root=collected_static, port=port
+            database=fresh_database, var_dir=tmp_path / f"var-{index}", static_root=collected_static, port=port
         )
         return start_process([REPO / "bin" / "web"], env=env, name=f"web-{index}"), port
 
@@ -162,7 +155,7 @@ def test_bin_web_migrate_migrates_a_fresh_database_and_serves(
     arguments, environment, fresh_database, collected_static, start_process, tmp_path
 ):
     port = free_port()
-    env = _web_env(database_url=fresh_database, var_dir=tmp_path / "var", static_root=collected_static, port=port)
+    env = _web_env(database=fresh_database, var_dir=tmp_path / "var", static_root=collected_static, port=port)
     web = start_process([REPO / "bin" / "web", *arguments], env=env | environment, name="web-migrate")
 
     def answering() -> int | None:
@@ -181,9 +174,7 @@ def test_bin_web_migrate_migrates_a_fresh_database_and_serves(
 
 def test_bin_web_gives_up_on_an_unmigrated_database_naming_bin_migrate(fresh_database, tmp_path):
     port = free_port()
-    env = _web_env(
-        database_url=fresh_database, var_dir=tmp_path / "var", static_root=tmp_path / "staticfiles", port=port
-    )
+    env = _web_env(database=fresh_database, var_dir=tmp_path / "var", static_root=tmp_path / "staticfiles", port=port)
     started = time.monotonic()
     web = subprocess.run(
         [REPO / "bin" / "web"],
