@@ -176,7 +176,10 @@ class TrainingJob(LeasedJob):
 
     class Preset(models.TextChoices):
         QUICK_64 = "quick-64", "quick-64 (64², the paper's net for a few minutes on a CPU; may collapse)"
-        MODERN_64 = "modern-64", "modern-64 (64², minutes on a CPU; half width, minibatch spread, weight averaging)"
+        MODERN_64 = (
+            "modern-64",
+            "modern-64 (64², minutes on a CPU; half width, minibatch spread, mode seeking, weight averaging)",
+        )
         PAPER_128 = "paper-128", "paper-128 (128², 35 epochs: GPU work)"
         PAPER_256 = "paper-256", "paper-256 (256², 35 epochs: the paper; GPU work)"
 
@@ -225,15 +228,21 @@ class TrainingJob(LeasedJob):
     @property
     def collapse_advice(self) -> str:
         """What to do about a collapsed generator ("" for one that is not): measured in
-        benchmarks/README.md, minutes of the paper's net collapse, and modern-64 needs steps."""
+        benchmarks/README.md, minutes of the paper's net collapse, and modern-64 needs a few hundred steps."""
         diversity = self.diversity
         if not diversity or diversity["verdict"] != "collapsed":
             return ""
+        modern = self.Preset.MODERN_64.value
         if self.preset != self.Preset.MODERN_64:
-            return f"Train a {self.Preset.MODERN_64.value} job: minutes of the paper's net collapse on small data sets."
+            return f"Train a {modern} job: minutes of the paper's net collapse on small data sets."
+        if not self.config.get("mode_seeking_weight"):
+            return (
+                f"It trained {diversity['step']:,} steps without mode seeking (its {modern} predates it): "
+                f"a new {modern} job has it, and was diverse from about 300 steps on the demo's data."
+            )
         return (
-            f"It trained {diversity['step']:,} steps; {self.Preset.MODERN_64.value} was diverse from about 2,000 "
-            "steps on the demo's data: train a job with more minutes (a slow CPU takes fewer steps a minute)."
+            f"It trained {diversity['step']:,} steps; {modern} was diverse from about 300 steps on the demo's "
+            "data: train a job with more minutes (a slow CPU takes fewer steps a minute)."
         )
 
     @property

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from rest_framework import serializers
 
-from generator.ml.dcgan import METRICS_SETTINGS
+from generator.ml.dcgan import METRICS_SETTINGS, MODE_SEEKING_WEIGHT_MAX
 
 from .models import BankFillJob, Dataset, Subject, SubjectMerge, TrainingJob, UploadJob, Volume
 
@@ -234,6 +234,12 @@ class TrainingJobCreateSerializer(serializers.Serializer):
     )
     network_width = serializers.FloatField(
         min_value=0.05, max_value=1.0, required=False, help_text="Every layer's filters × this (the paper's net: 1)."
+    )
+    mode_seeking_weight = serializers.FloatField(
+        min_value=0.0,
+        max_value=MODE_SEEKING_WEIGHT_MAX,
+        required=False,
+        help_text="Weight of the mode-seeking term in the generator's loss (against collapse; 0: none).",
     )
 
 

@@ -58,6 +58,7 @@ BATCHNORM_EPSILON = 1e-5
 MIXED_PRECISION_SETTINGS = ("auto", "on", "off")
 BUDGET_FIELDS = ("epochs", "steps", "minutes")
 DIFF_AUGMENT_POLICIES = ("translation", "cutout")
+MODE_SEEKING_WEIGHT_MAX = 10.0  # Mao et al. used 1; far above, the term drowns the adversarial loss
 METRICS_SETTINGS = ("epoch", "end", "off")  # when generator.ml.metrics measures the run; see TrainingConfig
 
 
@@ -96,6 +97,9 @@ class TrainingConfig:
     discriminator_minibatch_stddev: bool = False
     # Every layer's filters × this (the paper's net: 1); a narrower net takes more steps per minute.
     network_width: float = 1.0
+    # the weight of a mode-seeking term in the generator's loss (Mao et al. 2019; 0: none), which
+    # rewards two latent vectors for drawing two different images.
+    mode_seeking_weight: float = 0.0
     seed: int = 0
     epochs: int | None = None
     steps: int | None = None
@@ -106,6 +110,7 @@ class TrainingConfig:
             raise ValueError(f"size must be one of {SIZES}, got {self.size}")
         self._check_budget()
         self._check_options()
+        self._check_stabilisers()
 
     def _check_budget(self) -> None:
         budgets = {name: getattr(self, name) for name in BUDGET_FIELDS if getattr(self, name) is not None}
@@ -128,6 +133,10 @@ class TrainingConfig:
             raise ValueError(f"metrics_every must be one of {METRICS_SETTINGS}, got {self.metrics_every!r}")
         if self.z_dim < 1 or self.batch_size < 1:
             raise ValueError("z_dim and batch_size must be positive")
+        if not 0.0 < self.network_width <= 1.0 or self.filters(DISCRIMINATOR_FILTERS[0]) < 1:
+            raise ValueError(f"network_width must be in (0, 1] and leave each layer a filter, got {self.network_width}")
+
+    def _check_stabilisers(self) -> None:
         unknown_policies = set(filter(None, self.diff_augment.split(","))) - set(DIFF_AUGMENT_POLICIES)
         if unknown_policies:
             raise ValueError(f"diff_augment policies are {DIFF_AUGMENT_POLICIES}, got {sorted(unknown_policies)}")
@@ -135,8 +144,10 @@ class TrainingConfig:
             raise ValueError(f"generator_ema_decay must be in [0, 1), got {self.generator_ema_decay}")
         if self.discriminator_minibatch_stddev and self.batch_size % MINIBATCH_STDDEV_GROUP:
             raise ValueError(f"minibatch standard deviation needs a batch size divisible by {MINIBATCH_STDDEV_GROUP}")
-        if not 0.0 < self.network_width <= 1.0 or self.filters(DISCRIMINATOR_FILTERS[0]) < 1:
-            raise ValueError(f"network_width must be in (0, 1] and leave each layer a filter, got {self.network_width}")
+        if not 0.0 <= self.mode_seeking_weight <= MODE_SEEKING_WEIGHT_MAX:
+            raise ValueError(
+                f"mode_seeking_weight must be in [0, {MODE_SEEKING_WEIGHT_MAX}], got {self.mode_seeking_weight}"
+            )
 
     def filters(self, paper_filters: int) -> int:
         """A layer's filters in this config's net: the paper's count × ``network_width``."""
@@ -186,20 +197,25 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper-128": {"size": 128, "epochs": 35},
     "quick-64": {"size": 64, "minutes": 4, "discriminator_input_batchnorm": False},
     # Beyond the paper: quick-64's losses, rates and budget on the paper's net at half its width, with
-    # two stabilisers (benchmarks/bench_generators.py; measured in benchmarks/README.md):
+    # three stabilisers (benchmarks/bench_generators.py; measured in benchmarks/README.md):
+    # - A mode-seeking term in the generator's loss, weight 1 (Mao et al., CVPR 2019, "Mode Seeking
+    #   Generative Adversarial Networks for Diverse Image Synthesis"; their weight): two latent
+    #   vectors that draw alike images cost the generator. It is what makes minutes on a CPU enough:
+    #   without it the preset needed about 2,000 steps to be diverse (at 600: MS-SSIM of synthetic
+    #   pairs 0.2 over real pairs'), with it 300 (0.02–0.04 over, 3 seeds), and its images came
+    #   closer to real ones in the same steps (SWD at 600 steps about half).
     # - A minibatch standard deviation feature in the discriminator (Karras et al., ICLR 2018,
-    #   "Progressive Growing of GANs", section 3): every run without it collapsed onto one brain in
-    #   the pose of the template (MS-SSIM of synthetic pairs 0.88–0.95 against real pairs' 0.64),
-    #   with DiffAugment, R1, spectral normalisation, two time-scale rates or twice the minutes alike:
-    #   a discriminator that judges one image at a time cannot see that all images are one.
+    #   "Progressive Growing of GANs", section 3): a discriminator that judges one image at a time
+    #   cannot see that all images are one. Before mode seeking, every run without it collapsed onto
+    #   one brain in the pose of the template (0.88–0.95 against real pairs' 0.64), with DiffAugment,
+    #   R1, spectral normalisation, two time-scale rates or twice the minutes alike.
     # - An exponential moving average of the generator's weights, decay 0.999 ramped in (Karras et
     #   al. 2018; Yazici et al., ICLR 2019, "The Unusual Effectiveness of Averaging in GAN
     #   Training"): it smooths the generator's step-to-step oscillation; the average draws the
-    #   samples and fills the bank. It needs steps: over 1,000 steps it averaged a diverse generator
-    #   into a less diverse one (MS-SSIM 0.75 → 0.86), over 2,400 it did not (0.73).
+    #   samples and fills the bank.
     # - Half the paper's filters in every layer: a quarter of the work per step, so twice the steps
     #   in the same minutes here and more where the CPU, not the step's overhead, is the limit (the
-    #   AVX2-only kind); the minutes, not the width, limit a CPU run's quality.
+    #   AVX2-only kind).
     # Not taken, measured: DiffAugment (Zhao et al., NeurIPS 2020) made every run collapse in
     # minutes (translation alone: 0.93); two time-scale rates (Heusel et al., NeurIPS 2017) did not
     # help with it. Both stay options for longer runs.
@@ -210,6 +226,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "network_width": 0.5,
         "discriminator_minibatch_stddev": True,
         "generator_ema_decay": 0.999,
+        "mode_seeking_weight": 1.0,
     },
 }
 

@@ -61,6 +61,7 @@ class DemoSizes:
     training_steps: int | None = None  # None: train for training_minutes
     # modern-64's three minutes, so the demo serves within ten minutes of `make demo` on the
     # slow 2-core kind too (install 3–4 min, migrate 1, 14 alignments 1–2, the bank and observer 0.5).
+    # There they buy an estimated 430–750 steps; modern-64 was diverse from about 300 (README).
     training_minutes: float = 3.0
     # Pseudo-subjects the generator trains on (their slices are the study's real images: the quiz
     # and the training pool take a person or two, the main pool the rest, spread over a session)

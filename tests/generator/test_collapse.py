@@ -51,7 +51,10 @@ def measured(ms_ssim_synthetic: float, ms_ssim_real: float = 0.62) -> list[dict]
 @pytest.fixture
 def collapsed_job() -> TrainingJob:
     job = TrainingJob.objects.create(
-        dataset=dataset_get_or_create(name="train"), config={}, state=JobState.SUCCEEDED, metrics=measured(0.97)
+        dataset=dataset_get_or_create(name="train"),
+        config={"mode_seeking_weight": 1.0},
+        state=JobState.SUCCEEDED,
+        metrics=measured(0.97),
     )
     job.generator_file.save("g.keras", ContentFile(b"not a model"), save=True)
     return job
@@ -86,6 +89,11 @@ def test_a_fill_from_a_collapsed_generator_needs_a_reason_which_is_kept(collapse
 
 def test_the_advice_for_a_collapsed_generator_follows_its_preset(collapsed_job):
     assert collapsed_job.preset == "modern-64" and "train a job with more minutes" in collapsed_job.collapse_advice
+    collapsed_job.config = {}  # a modern-64 job recorded before mode seeking
+    assert (
+        "without mode seeking" in collapsed_job.collapse_advice
+        and "a new modern-64 job" in collapsed_job.collapse_advice
+    )
     collapsed_job.preset = TrainingJob.Preset.QUICK_64
     assert collapsed_job.collapse_advice.startswith("Train a modern-64 job")
     collapsed_job.metrics = measured(0.65)
@@ -106,7 +114,7 @@ def test_the_api_the_page_and_the_command_say_collapsed_and_ask_for_the_reason(c
     assert job["diversity"]["verdict"] == "collapsed"
     page = client.get(f"/generator/training/{collapsed_job.pk}/").content.decode()
     assert "<strong>Collapsed</strong>" in page and 'name="collapse_override_reason"' in page
-    assert "It trained 900 steps; modern-64 was diverse from about 2,000" in page  # what to do about it
+    assert "It trained 900 steps; modern-64 was diverse from about 300 steps" in page  # what to do about it
 
     refused = client.post("/api/v1/bank-fills/", {"training_job": collapsed_job.pk, "synthetic_count": 5})
     assert refused.status_code == 400 and "collapsed" in refused.content.decode()

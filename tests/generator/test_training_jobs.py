@@ -145,7 +145,13 @@ def test_the_modern_preset_and_its_stabilisers_are_offered(client, tmp_path):
         True,
         0.99,
     )
-    options = {"diff_augment": "translation", "discriminator_learning_rate": 4e-4, "network_width": 0.25}
+    assert config["mode_seeking_weight"] == 1.0
+    options = {
+        "diff_augment": "translation",
+        "discriminator_learning_rate": 4e-4,
+        "network_width": 0.25,
+        "mode_seeking_weight": 0.5,
+    }
     created = client.post("/api/v1/training-jobs/", {"dataset": volume.dataset.name, **options}, "application/json")
     assert created.status_code == 201, created.content
     assert created.json()["preset"] == "modern-64"  # the default: minutes of the paper's own net collapse
@@ -156,3 +162,9 @@ def test_the_modern_preset_and_its_stabilisers_are_offered(client, tmp_path):
         content_type="application/json",
     )
     assert refused.status_code == 400 and "diff_augment" in refused.content.decode()
+    refused = client.post(
+        "/api/v1/training-jobs/",
+        {"dataset": volume.dataset.name, "mode_seeking_weight": -1},
+        content_type="application/json",
+    )
+    assert refused.status_code == 400 and "mode_seeking_weight" in refused.content.decode()

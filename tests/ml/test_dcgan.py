@@ -158,6 +158,43 @@ def test_the_minibatch_spread_tells_a_collapsed_batch_from_a_varied_one():
         config(discriminator_minibatch_stddev=True, batch_size=6)
 
 
+def test_the_mode_seeking_term_punishes_alike_images_and_its_gradient_pulls_them_apart():
+    import tensorflow as tf
+
+    from generator.ml.training.gan import MODE_SEEKING_EPSILON, mode_seeking_term
+
+    rng = np.random.default_rng(0)
+    z = rng.uniform(-1, 1, (8, 100)).astype(np.float32)
+    varied = rng.uniform(-1, 1, (8, 4, 4, 1)).astype(np.float32)
+    # Pairs (0, 4), (1, 5), (2, 6), (3, 7): first half against second half, as the batch is drawn.
+    latent_gap = np.abs(z[:4] - z[4:]).mean(axis=1)
+    image_gap = np.abs(varied[:4] - varied[4:]).mean(axis=(1, 2, 3))
+    expected = (latent_gap / (image_gap + MODE_SEEKING_EPSILON)).mean()
+    assert float(mode_seeking_term(tf.constant(z), tf.constant(varied))) == pytest.approx(expected, rel=1e-5)
+    alike = np.repeat(varied[:1], 8, axis=0)
+    assert float(mode_seeking_term(tf.constant(z), tf.constant(alike))) > 1000 * expected  # one image: huge
+    images = tf.Variable(varied)
+    with tf.GradientTape() as tape:
+        term = mode_seeking_term(tf.constant(z), images)
+    descended = varied - 0.01 * tape.gradient(term, images).numpy()
+    assert (np.abs(descended[:4] - descended[4:]).mean(axis=(1, 2, 3)) > image_gap).all()  # pairs pushed apart
+
+
+def test_the_generator_update_weighs_mode_seeking_in_and_reports_the_adversarial_loss():
+    from generator.ml.training.gan import GAN
+
+    losses, weights = [], []
+    for weight in (0.0, 1.0):
+        keras.utils.set_random_seed(0)
+        gan = GAN(config(network_width=0.25, batch_size=8, mode_seeking_weight=weight))
+        losses.append(float(gan.generator_update(8)))
+        weights.append(gan.generator.get_weights())
+    assert losses[0] == pytest.approx(losses[1])  # the same start, noise and adversarial loss
+    assert not all(np.allclose(a, b) for a, b in zip(*weights, strict=True))  # but another step
+    with pytest.raises(ValueError, match="mode_seeking_weight"):
+        config(mode_seeking_weight=-1)
+
+
 def test_initialisation_and_optimiser_follow_dcgan():
     generator, discriminator = build_generator(config()), build_discriminator(config())
     for layer in [*generator.layers, *discriminator.layers]:
@@ -248,6 +285,7 @@ def test_presets_and_budget_overrides():
         True,
         0.999,
     )
+    assert modern.mode_seeking_weight == 1.0  # Mao et al.'s weight
     with pytest.raises(ValueError, match="unknown preset"):
         preset_config("paper-512")
 

@@ -349,9 +349,14 @@ def test_the_modern_preset_trains_checkpoints_resumes_and_exports_the_average(tm
 
     modern = {
         name: getattr(preset_config("modern-64"), name)
-        for name in ("network_width", "discriminator_minibatch_stddev", "generator_ema_decay")
+        for name in ("network_width", "discriminator_minibatch_stddev", "generator_ema_decay", "mode_seeking_weight")
     }
-    assert modern == {"network_width": 0.5, "discriminator_minibatch_stddev": True, "generator_ema_decay": 0.999}
+    assert modern == {
+        "network_width": 0.5,
+        "discriminator_minibatch_stddev": True,
+        "generator_ema_decay": 0.999,
+        "mode_seeking_weight": 1.0,
+    }
     # The preset's stabilisers and the options it leaves out (DiffAugment, two rates) in one run.
     stabilised = {
         **modern,

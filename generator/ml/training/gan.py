@@ -116,14 +116,35 @@ class GAN(keras.Model):
         return d_loss
 
     def generator_update(self, batch: tf.Tensor) -> tf.Tensor:
-        """G learns to make D call a generated batch real (the non-saturating loss: −log D(G(z)))."""
+        """G learns to make D call a generated batch real (the non-saturating loss: −log D(G(z))),
+        and, where the config weighs it, to draw different images from different z (mode seeking).
+        Returns the adversarial loss alone, so loss curves compare across presets."""
         with tf.GradientTape() as tape:
-            fake_images = self.generator(self.latent(batch), training=True)
+            z = self.latent(batch)
+            fake_images = self.generator(z, training=True)
             fake_logits = self.discriminator(self.seen_by_discriminator(fake_images), training=True)
             g_loss = self.cross_entropy(1.0, fake_logits)
+            total = g_loss
+            if self.config.mode_seeking_weight > 0:
+                total += self.config.mode_seeking_weight * mode_seeking_term(z, fake_images)
         weights = self.generator.trainable_variables
-        self.generator_optimizer.apply_gradients(zip(tape.gradient(g_loss, weights), weights, strict=True))
+        self.generator_optimizer.apply_gradients(zip(tape.gradient(total, weights), weights, strict=True))
         return g_loss
+
+
+MODE_SEEKING_EPSILON = 1e-5  # Mao et al.'s: keeps the term finite for a generator that draws one image
+
+
+def mode_seeking_term(z: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+    """The mode-seeking regulariser (Mao et al., CVPR 2019, "Mode Seeking Generative Adversarial
+    Networks for Diverse Image Synthesis", eq. 3), over the pairs (first half, second half) of a batch:
+    mean |z1 − z2| / (mean |G(z1) − G(z2)| + ε) per pair, averaged like the losses. Large where
+    different latent vectors draw alike images, so minimising it spreads the generator's images out;
+    it is what keeps minutes of CPU training from collapsing onto one brain (benchmarks/README.md)."""
+    half = tf.shape(z)[0] // 2
+    latent_gap = tf.reduce_mean(tf.abs(z[:half] - z[half : 2 * half]), axis=1)
+    image_gap = tf.reduce_mean(tf.abs(images[:half] - images[half : 2 * half]), axis=[1, 2, 3])
+    return tf.nn.compute_average_loss(latent_gap / (image_gap + MODE_SEEKING_EPSILON))
 
 
 def compiled_step(gan: GAN, strategy: tf.distribute.Strategy):
