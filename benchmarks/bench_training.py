@@ -44,6 +44,9 @@ ROUNDS = 2
 JOB_CHECKPOINT_EVERY_S = 300.0  # TRAINING_CHECKPOINT_EVERY_S's default: what jobs run with
 FREQUENT_CHECKPOINT_EVERY_S = 5.0  # 60x as often: an upper bound on what checkpoints, grids and plots cost
 PAPER_STEPS_TIMED = 4
+DEMO_PRESET_STEPS_TIMED = 150  # enough progress reports (every 2 s) for a rate on the slow kind too
+# Steps from which modern-64 was judged diverse on the demo's data, 3 seeds (benchmarks/README.md).
+DEMO_PRESET_DIVERSE_FROM_STEPS = 300
 BREAKDOWN_STEPS = 20
 MINUTES_BUDGET = 0.25
 # Fresh processes for settings TensorFlow reads once, at import.
@@ -351,6 +354,24 @@ def quality(source: SliceSource, workdir: Path) -> dict:
     return figures
 
 
+def demo_preset_estimate(source: SliceSource, workdir: Path) -> dict:
+    """How many steps the demo's modern-64 minutes buy here (train() in the precision "auto" picks),
+    against the steps from which it was judged diverse: the question the slow kind asks."""
+    from generator.ml.hardware import mixed_precision_enabled
+
+    config = preset_config("modern-64", steps=DEMO_PRESET_STEPS_TIMED, metrics_every="off")
+    precision = "bf16" if mixed_precision_enabled(config.mixed_precision) else "float32"
+    images_per_s = train_images_per_s(config, source, workdir)
+    minutes = preset_config("modern-64").minutes
+    steps = minutes * 60 * images_per_s / config.batch_size
+    print(
+        f"modern-64 (the demo's, {precision}): {images_per_s / config.batch_size:.1f} steps/s, so {minutes:g} minutes "
+        f"≈ {steps:,.0f} steps here; judged diverse from about {DEMO_PRESET_DIVERSE_FROM_STEPS} "
+        f"({steps / DEMO_PRESET_DIVERSE_FROM_STEPS:.1f}x that)"
+    )
+    return {"modern_64_steps_here": steps, "modern_64_over_diverse_from": steps / DEMO_PRESET_DIVERSE_FROM_STEPS}
+
+
 def main() -> dict:
     import tensorflow as tf
 
@@ -366,6 +387,7 @@ def main() -> dict:
         figures.update(breakdown(source, figures))
         figures.update(minutes_budget_overshoot(source, Path(workdir)))
         figures.update(quick_64_estimate(figures))
+        figures.update(demo_preset_estimate(source, Path(workdir)))
         figures.update(paper_epoch_estimate(source, Path(workdir)))
         figures.update(quality(source, Path(workdir)))
     return figures
