@@ -58,7 +58,7 @@ BATCHNORM_EPSILON = 1e-5
 MIXED_PRECISION_SETTINGS = ("auto", "on", "off")
 BUDGET_FIELDS = ("epochs", "steps", "minutes")
 DIFF_AUGMENT_POLICIES = ("translation", "cutout")
-MODE_SEEKING_WEIGHT_MAX = 10.0  # Mao et al. used 1; far above, the term drowns the adversarial loss
+MODE_SEEKING_WEIGHT_MAX = 10.0  # a bound on the option, ten times the weight Mao et al. used (1)
 METRICS_SETTINGS = ("epoch", "end", "off")  # when generator.ml.metrics measures the run; see TrainingConfig
 
 
