@@ -287,15 +287,20 @@ def throughput(size: int, source: SliceSource, workdir: Path) -> dict:
     return figures
 
 
-def paper_epoch_estimate(source: SliceSource, workdir: Path) -> dict:
-    """One paper-256 epoch over one volume's grid, extrapolated from a few timed train() steps."""
+def precision_name(config: TrainingConfig) -> str:
+    """The precision a config trains in on this machine ("auto" follows the hardware)."""
     from generator.ml.hardware import mixed_precision_enabled
 
+    return "bf16" if mixed_precision_enabled(config.mixed_precision) else "float32"
+
+
+def paper_epoch_estimate(source: SliceSource, workdir: Path) -> dict:
+    """One paper-256 epoch over one volume's grid, extrapolated from a few timed train() steps."""
     config = preset_config("paper-256", steps=PAPER_STEPS_TIMED)
     images_per_s = train_images_per_s(config, source, workdir)
     slices = steps_per_epoch([source], batch_size=1)
     epoch_s = slices / images_per_s
-    precision = "bf16" if mixed_precision_enabled(config.mixed_precision) else "float32"
+    precision = precision_name(config)
     print(
         f"paper-256 ({precision}): {images_per_s:.1f} img/s → one epoch of {slices:,} slices ≈ {epoch_s / 3600:.1f} h, "
         f"35 epochs ≈ {35 * epoch_s / 86400:.1f} days"
@@ -305,10 +310,8 @@ def paper_epoch_estimate(source: SliceSource, workdir: Path) -> dict:
 
 def quick_64_estimate(figures: dict) -> dict:
     """How many steps quick-64's minutes buy here, in the precision "auto" picks."""
-    from generator.ml.hardware import mixed_precision_enabled
-
     config = preset_config("quick-64")
-    precision = "bf16" if mixed_precision_enabled(config.mixed_precision) else "float32"
+    precision = precision_name(config)
     steps = config.minutes * 60 * figures[f"train_{precision}_64_images_per_s"] / config.batch_size
     print(f"quick-64: {config.minutes:g} minutes ≈ {steps:,.0f} steps at batch 64 in {precision} here")
     return {"quick_64_minutes": config.minutes, "quick_64_steps_here": steps}
@@ -357,10 +360,8 @@ def quality(source: SliceSource, workdir: Path) -> dict:
 def demo_preset_estimate(source: SliceSource, workdir: Path) -> dict:
     """How many steps the demo's modern-64 minutes buy here (train() in the precision "auto" picks),
     against the steps from which it was judged diverse: the question the slow kind asks."""
-    from generator.ml.hardware import mixed_precision_enabled
-
     config = preset_config("modern-64", steps=DEMO_PRESET_STEPS_TIMED, metrics_every="off")
-    precision = "bf16" if mixed_precision_enabled(config.mixed_precision) else "float32"
+    precision = precision_name(config)
     images_per_s = train_images_per_s(config, source, workdir)
     minutes = preset_config("modern-64").minutes
     steps = minutes * 60 * images_per_s / config.batch_size
